@@ -1,0 +1,27 @@
+"""Euler: the first-order exponential integrator (DDIM, Song et al. 2021).
+
+In the data-prediction form x_t = (sigma_t/sigma_s) x_s + alpha_t (1 - e^{-h}) D, h = lambda_t - lambda_s.
+For EDM (alpha = 1) and rectified flow this is exactly plain Euler in sigma; for any
+schedule it is Euler on y = x/alpha in sigma/alpha (what k-diffusion's and diffusers' Euler do).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..denoisers import Denoiser
+from ._common import bcast, check_times
+
+
+def euler(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Tensor:
+    """N steps, N network evaluations. Returns x at t_steps[-1]."""
+    t_model = check_times(x, t_steps, t_model)
+    sch = denoiser.schedule
+    for i in range(t_steps.shape[0] - 1):
+        s, t = t_steps[i], t_steps[i + 1]
+        d = denoiser(x, t_model[i])
+        # DDIM step (data prediction).
+        h = sch.lam(t) - sch.lam(s)
+        x = bcast(sch.sigma(t) / sch.sigma(s), x) * x - bcast(sch.alpha(t) * torch.expm1(-h), x) * d
+    return x
