@@ -1,0 +1,194 @@
+"""A whole LD3 job: teacher pairs -> heuristic starts -> training -> held-out test.
+
+Beyond the paper's recipe (one start, checkpoint picked on 50 noisy validation pairs):
+- every heuristic is scored on the validation pairs and the best ``starts`` of them are
+  trained side by side; the start with the best validation loss is kept;
+- a test split that neither training nor selection saw decides the result: the learned
+  schedule is returned only if it beats the best heuristic there, otherwise the job says so
+  and returns that heuristic, with both figures.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .config import LD3Config
+from .denoisers import Denoiser
+from .heuristics import HEURISTICS, heuristic
+from .teacher import Pairs, TeacherSpec, solve_batched, teacher_pairs
+from .train import LossFn, Progress, TrainResult, train
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    ld3: LD3Config = field(default_factory=LD3Config)
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    n_train: int = 50
+    n_val: int = 50
+    n_test: int = 100
+    starts: int = 3  # best heuristics (on validation) trained side by side
+    heuristics: tuple[str, ...] = tuple(HEURISTICS)
+    batch_size: int = 64  # teacher and evaluation batches
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_val", "n_test", "starts", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1")
+        unknown = [h for h in self.heuristics if h not in HEURISTICS]
+        if unknown or not self.heuristics:
+            raise ValueError(f"heuristics: unknown {unknown}; known: {sorted(HEURISTICS)}")
+        if self.n_train < self.ld3.batch_size:
+            raise ValueError(f"n_train: needs at least batch_size={self.ld3.batch_size} pairs")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["heuristics"] = list(self.heuristics)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobConfig":
+        d = dict(d)
+        ld3 = LD3Config.from_dict(d.pop("ld3", {}))
+        teacher = TeacherSpec(**d.pop("teacher", {}))
+        if "heuristics" in d:
+            d["heuristics"] = tuple(d["heuristics"])
+        return cls(ld3=ld3, teacher=teacher, **d)
+
+    def seeds(self) -> dict[str, list[int]]:
+        """Disjoint sample seeds per split, derived from the job seed."""
+        base = self.ld3.seed * 10_000_019
+        n = (self.n_train, self.n_val, self.n_test)
+        return {
+            "train": list(range(base, base + n[0])),
+            "val": list(range(base + n[0], base + n[0] + n[1])),
+            "test": list(range(base + n[0] + n[1], base + sum(n))),
+        }
+
+
+@dataclass
+class JobResult:
+    t_steps: Tensor  # what to use: learned if it beat the best heuristic on test, else that heuristic
+    t_model: Tensor
+    source: str  # "ld3" or the heuristic's name
+    learned_t_steps: Tensor
+    learned_t_model: Tensor
+    test: dict[str, dict[str, float]]  # "ld3" and every heuristic: mean, sem on the test split
+    val: dict[str, float]  # every heuristic's validation loss, and ld3's (hard, soft)
+    best_heuristic: str
+    train: TrainResult
+    timings: dict[str, float]
+    config: dict[str, Any]
+    message: str
+
+    @property
+    def improved(self) -> bool:
+        return self.source == "ld3"
+
+
+def _mean_sem(v: Tensor) -> dict[str, float]:
+    v = v.double()
+    sem = float(v.std(unbiased=True) / math.sqrt(v.numel())) if v.numel() > 1 else 0.0
+    return {"mean": float(v.mean()), "sem": sem}
+
+
+@torch.no_grad()
+def per_sample_losses(
+    denoiser: Denoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs, loss_fn: LossFn, batch_size: int
+) -> Tensor:
+    """Loss of one discretization on every pair, batched, from the original x_T."""
+    from .solvers import get_solver
+
+    fn, out = get_solver(solver).fn, []
+    for i in range(0, len(pairs), batch_size):
+        x0 = fn(denoiser, pairs.x_T[i : i + batch_size], t_steps, t_model)
+        out.append(loss_fn(x0, pairs.x_0[i : i + batch_size]))
+    return torch.cat(out)
+
+
+def run_job(
+    denoiser: Denoiser,
+    sample_shape: Sequence[int],
+    cfg: JobConfig,
+    loss_fn: LossFn,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> JobResult:
+    """Run an LD3 job end to end. ``resume`` is a state handed to ``on_checkpoint`` earlier."""
+    ld3, sch, n = cfg.ld3, denoiser.schedule, cfg.ld3.n_steps
+    timings: dict[str, float] = {}
+    seeds = cfg.seeds()
+
+    # Teacher pairs for the three splits (deterministic from the seeds: recomputed on resume).
+    t0 = time.perf_counter()
+    total = cfg.n_train + cfg.n_val + cfg.n_test
+    done = 0
+
+    def teacher_progress(k: int, _: int) -> None:
+        if on_progress:
+            on_progress(Progress("teacher", done + k, total))
+
+    splits: dict[str, Pairs] = {}
+    for name in ("train", "val", "test"):
+        splits[name] = teacher_pairs(denoiser, cfg.teacher, seeds[name], sample_shape, batch_size=cfg.batch_size,
+                                     dtype=dtype, device=device, on_batch=teacher_progress)
+        done += len(seeds[name])
+    timings["teacher_s"] = time.perf_counter() - t0
+
+    # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
+    t0 = time.perf_counter()
+    cands = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
+    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size).mean())
+             for h, t in cands.items()}
+    ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
+    chosen = ranked[: cfg.starts]
+    timings["init_s"] = time.perf_counter() - t0
+
+    tr = train(denoiser, splits["train"], splits["val"], torch.stack([cands[h] for h in chosen]), ld3, loss_fn,
+               on_progress=on_progress, on_checkpoint=on_checkpoint, should_stop=should_stop, resume=resume)
+    timings.update(tr.timings)
+    if tr.stopped:
+        raise JobStopped(tr)
+
+    # Held-out test: the learned schedule against every heuristic on pairs nobody selected on.
+    t0 = time.perf_counter()
+    if on_progress:
+        on_progress(Progress("evaluation", 0, len(cands) + 1))
+    test = {h: _mean_sem(per_sample_losses(denoiser, ld3.solver, t, None, splits["test"], loss_fn, cfg.batch_size))
+            for h, t in cands.items()}
+    learned_t, learned_tc = tr.t_steps.to(device), tr.t_model.to(device)
+    test["ld3"] = _mean_sem(per_sample_losses(denoiser, ld3.solver, learned_t, learned_tc, splits["test"], loss_fn, cfg.batch_size))
+    timings["evaluation_s"] = time.perf_counter() - t0
+
+    best_h = min(cands, key=lambda h: test[h]["mean"])
+    if test["ld3"]["mean"] < test[best_h]["mean"]:
+        source, t_out, tc_out = "ld3", tr.t_steps, tr.t_model
+        msg = (f"LD3 beats the best heuristic ({best_h}) on {cfg.n_test} held-out pairs: "
+               f"{test['ld3']['mean']:.5g} vs {test[best_h]['mean']:.5g}")
+    else:
+        source, t_out, tc_out = best_h, cands[best_h].cpu(), cands[best_h].cpu()
+        msg = (f"LD3 did not beat the best heuristic ({best_h}) on {cfg.n_test} held-out pairs "
+               f"({test['ld3']['mean']:.5g} vs {test[best_h]['mean']:.5g}); returning the heuristic")
+    return JobResult(
+        t_steps=t_out, t_model=tc_out, source=source, learned_t_steps=tr.t_steps, learned_t_model=tr.t_model,
+        test=test, val={**val_h, "ld3_hard": tr.val_hard, "ld3_soft": tr.val_soft}, best_heuristic=best_h,
+        train=tr, timings=timings, config=cfg.to_dict(), message=msg,
+    )
+
+
+class JobStopped(Exception):
+    """Raised when ``should_stop`` ended training; ``.result`` holds the partial TrainResult."""
+
+    def __init__(self, result: TrainResult) -> None:
+        super().__init__("LD3 job stopped on request")
+        self.result = result

@@ -1,0 +1,330 @@
+"""The LD3 training loop (Algorithm 1, with the authors' recipe and without their defects).
+
+K starts (initial discretizations, e.g. the best heuristics) are trained side by side: one
+network call carries every start's batch, each sample with its own step times. Per
+iteration and per start: loss = d(Psi_xi(x'_T), Psi_*(x_T)) on a batch; RMSprop on xi,
+SGD on xi^c (phase 2 only), SGD on x'_T then projection onto ||x'_T - x_T|| <= r sigma_T.
+Validation (hard loss from x_T, soft loss from the moved validation x'_T) runs every
+``val_every`` iterations, batched, and drives reduce-on-plateau and the best checkpoint.
+
+The loop does no I/O. It reports through ``on_progress``, hands a serialisable state to
+``on_checkpoint`` at every validation, polls ``should_stop`` every iteration, and resumes
+bit-for-bit from such a state. Non-finite values are caught on the device every iteration
+(the update of that start is skipped) and, at the next validation, the start is restored to
+its best state with fresh optimizer state. A non-finite or non-monotone schedule is never
+returned.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .config import LD3Config
+from .denoisers import Denoiser, Rematerialized
+from .optim import clip_rows, finite_rows, project_ball, rmsprop_state, rmsprop_step, sgd_step
+from .parameterization import model_times, project_xic, times_from_xi, xi_from_times
+from .solvers import get_solver
+from .teacher import Pairs
+
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (pred, target) -> per-sample loss (B,)
+
+
+@dataclass
+class Progress:
+    phase: str
+    iteration: int
+    total: int
+    loss: float | None = None  # mean training loss since the last report (best start)
+    val_hard: float | None = None  # best start's current validation losses
+    val_soft: float | None = None
+    best: float | None = None  # best validation loss so far (selection metric)
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+
+
+@dataclass
+class TrainResult:
+    t_steps: Tensor  # (N+1,) the chosen start's best step times
+    t_model: Tensor  # (N+1,) its network-input times
+    start: int  # index of the chosen start
+    val_hard: float
+    val_soft: float
+    starts: list[dict[str, Any]]  # per start: best val losses, times
+    history: list[dict[str, Any]]
+    iterations: int
+    stopped: bool
+    restores: int  # non-finite recoveries
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def radius(cfg: LD3Config, sample_numel: int, sigma_T: float) -> float:
+    """||x'_T - x_T|| bound: r sigma_T with r = gamma d / NFE^2 (App. B.1)."""
+    return cfg.gamma * sample_numel / cfg.nfe**2 * sigma_T
+
+
+class _Run:
+    """Holds the tensors of one training run; methods are the steps of the loop."""
+
+    def __init__(self, denoiser: Denoiser, train: Pairs, val: Pairs, init_times: Tensor, cfg: LD3Config, loss_fn: LossFn):
+        self.cfg, self.loss_fn = cfg, loss_fn
+        self.sch = denoiser.schedule
+        self.den = Rematerialized(denoiser) if cfg.remat else denoiser
+        self.solver = get_solver(cfg.solver).fn
+        self.train, self.val = train, val
+        self.device = train.x_T.device
+        self.sample_ndim = train.x_T.ndim - 1
+        self.K = init_times.shape[0]
+        self.ipe = len(train) // cfg.batch_size
+        self.total = (cfg.phase1_epochs + cfg.phase2_epochs) * self.ipe
+        self.r = radius(cfg, train.x_T[0].numel(), self.sch.sigma_T)
+        k, dev = self.K, self.device
+        self.xi = xi_from_times(init_times.to(dev), self.sch, cfg.mode)
+        self.xic = torch.zeros_like(self.xi)
+        self.x_train = train.x_T.unsqueeze(0).repeat(k, *[1] * train.x_T.ndim)
+        self.x_val = val.x_T.unsqueeze(0).repeat(k, *[1] * val.x_T.ndim)
+        self.opt = rmsprop_state(self.xi)
+        self.lr_xi = torch.full((k,), cfg.lr_xi, dtype=torch.float64, device=dev)
+        self.lr_xic = torch.full((k,), cfg.lr_xic / cfg.nfe, dtype=torch.float64, device=dev)
+        self.lr_x = torch.full((k,), cfg.lr_x / cfg.nfe, dtype=train.x_T.dtype, device=dev)
+        self.best_xi, self.best_xic = self.xi.clone(), self.xic.clone()
+        self.best = [math.inf] * k
+        self.best_losses = [(math.inf, math.inf)] * k
+        self.last_improve = [0] * k
+        self.bad = torch.zeros(k, dtype=torch.bool, device=dev)
+        self.loss_sum = torch.zeros(k, dtype=torch.float64, device=dev)
+        self.loss_n = 0
+        self.iteration = 0
+        self.restores = 0
+        self.history: list[dict[str, Any]] = []
+        self.t_val = 0.0
+
+    # Times of every start.
+    def times(self, xi: Tensor, xic: Tensor) -> tuple[Tensor, Tensor]:
+        t = times_from_xi(xi, self.sch, self.cfg.mode)
+        tc = model_times(t, xic, self.sch, self.cfg.mode) if self.cfg.decoupled else t
+        return t, tc
+
+    def solve(self, x: Tensor, t: Tensor, tc: Tensor) -> Tensor:
+        """x (K, n, *shape), t/tc (K, N+1) -> outputs (K, n, *shape), per-sample times."""
+        k, n = x.shape[:2]
+        ts, tcs = t.repeat_interleave(n, 0).T, tc.repeat_interleave(n, 0).T
+        return self.solver(self.den, x.flatten(0, 1), ts, tcs).view(x.shape)
+
+    def losses(self, out: Tensor, target: Tensor) -> Tensor:
+        """(K, n, *shape) vs (n, *shape) -> per-sample losses (K, n)."""
+        k, n = out.shape[:2]
+        return self.loss_fn(out.flatten(0, 1), target.repeat(k, *[1] * (target.ndim - 1))).view(k, n)
+
+    # One iteration (Algorithm 1, lines 3-7).
+    def step(self, idx: Tensor) -> None:
+        cfg = self.cfg
+        phase2 = self.iteration >= cfg.phase1_epochs * self.ipe
+        xi = self.xi.detach().requires_grad_(True)
+        xic = self.xic.detach().requires_grad_(phase2 and cfg.decoupled)
+        xp = self.x_train[:, idx].detach().requires_grad_(cfg.soft)
+        t, tc = self.times(xi, xic)
+        loss = self.losses(self.solve(xp, t, tc), self.train.x_0[idx]).mean(1)  # (K,)
+        loss.sum().backward()  # starts are independent: each row gets its own gradient
+        grads = [g for g in (xi.grad, xic.grad, xp.grad) if g is not None]
+        ok = finite_rows(loss[:, None], *grads)
+        self.bad |= ~ok
+        self.loss_sum += torch.where(ok, loss.detach().to(torch.float64), 0.0)
+        self.loss_n += 1
+        # Step times: RMSprop on xi, clipped (App. B.1.1).
+        self.xi = rmsprop_step(self.xi, clip_rows(xi.grad, cfg.clip), self.opt, self.lr_xi, ok, momentum=cfg.momentum)
+        # Decoupled times: SGD on xi^c in phase 2, projected into the no-crossing bound.
+        if xic.grad is not None:
+            xic_new = sgd_step(self.xic, clip_rows(xic.grad, cfg.clip), self.lr_xic, ok)
+            self.xic = project_xic(xic_new, times_from_xi(self.xi, self.sch, cfg.mode), self.sch, cfg.mode)
+        # Soft teacher forcing: SGD on x'_T, projected onto the r-ball around x_T.
+        if xp.grad is not None:
+            moved = sgd_step(xp.detach(), xp.grad, self.lr_x, ok)
+            self.x_train[:, idx] = project_ball(moved, self.train.x_T[idx], self.r, self.sample_ndim)
+        self.iteration += 1
+
+    def _chunked(self, x: Tensor, t: Tensor, tc: Tensor, target: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+        """Per-sample losses (K, n) over the validation set in chunks; optionally d/dx."""
+        k, n = x.shape[:2]
+        per_chunk = max(1, self.cfg.val_batch_size // k)
+        losses, grads = [], []
+        for i in range(0, n, per_chunk):
+            xs = x[:, i : i + per_chunk].detach().requires_grad_(grad)
+            with torch.set_grad_enabled(grad):
+                lo = self.losses(self.solve(xs, t, tc), target[i : i + per_chunk])
+                if grad:
+                    # Same scale as a training step: mean over a batch of batch_size samples.
+                    (lo.sum() / self.cfg.batch_size).backward()
+                    grads.append(xs.grad)
+            losses.append(lo.detach())
+        return torch.cat(losses, 1), (torch.cat(grads, 1) if grad else None)
+
+    def move_val_latents(self) -> None:
+        """End of epoch: one projected SGD step on the validation x'_T (xi fixed) (App. B.1)."""
+        if not self.cfg.soft:
+            return
+        t, tc = self.times(self.xi, self.xic)
+        _, g = self._chunked(self.x_val, t.detach(), tc.detach(), self.val.x_0, grad=True)
+        ok = finite_rows(g)
+        moved = sgd_step(self.x_val, g, self.lr_x, ok)
+        self.x_val = project_ball(moved, self.val.x_T.unsqueeze(0), self.r, self.sample_ndim)
+
+    @torch.no_grad()
+    def validate(self) -> tuple[list[float], list[float]]:
+        t, tc = self.times(self.xi, self.xic)
+        hard, _ = self._chunked(self.val.x_T.unsqueeze(0).expand(self.K, *self.val.x_T.shape), t, tc, self.val.x_0, grad=False)
+        soft = hard if not self.cfg.soft else self._chunked(self.x_val, t, tc, self.val.x_0, grad=False)[0]
+        return hard.mean(1).tolist(), soft.mean(1).tolist()
+
+    def after_validation(self, hard: list[float], soft: list[float]) -> None:
+        """Best checkpoint, reduce-on-plateau, non-finite recovery; one history row."""
+        cfg = self.cfg
+        bad = self.bad.tolist()
+        metric = hard if cfg.select_on == "hard" else soft
+        for k in range(self.K):
+            if bad[k] or not math.isfinite(metric[k]):
+                # Restore the best state with fresh optimizer state (a NaN poisons RMSprop).
+                self.xi[k], self.xic[k] = self.best_xi[k], self.best_xic[k]
+                for v in self.opt.values():
+                    v[k] = 0
+                self.restores += 1
+                continue
+            if metric[k] < self.best[k]:
+                self.best[k], self.best_losses[k] = metric[k], (hard[k], soft[k])
+                self.best_xi[k], self.best_xic[k] = self.xi[k].clone(), self.xic[k].clone()
+                self.last_improve[k] = self.iteration
+            elif self.iteration - self.last_improve[k] >= cfg.patience:
+                self.lr_xi[k] = max(float(self.lr_xi[k]) * cfg.factor, cfg.min_lr_xi)
+                self.lr_xic[k] = max(float(self.lr_xic[k]) * cfg.factor, cfg.min_lr_xic)
+                self.last_improve[k] = self.iteration
+        self.bad.zero_()
+        train_loss = (self.loss_sum / max(self.loss_n, 1)).tolist() if self.loss_n else [None] * self.K
+        self.loss_sum.zero_()
+        self.loss_n = 0
+        self.history.append({
+            "iteration": self.iteration, "epoch": self.iteration / self.ipe,
+            "train_loss": train_loss, "val_hard": hard, "val_soft": soft,
+            "lr_xi": self.lr_xi.tolist(), "best": list(self.best),
+        })
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume bit-for-bit (CPU tensors and plain values)."""
+        tensors = ("xi", "xic", "x_train", "x_val", "lr_xi", "lr_xic", "lr_x", "best_xi", "best_xic")
+        st: dict[str, Any] = {n: getattr(self, n).detach().cpu().clone() for n in tensors}
+        st["opt"] = {n: v.cpu().clone() for n, v in self.opt.items()}
+        st["accum"] = {"bad": self.bad.cpu().clone(), "loss_sum": self.loss_sum.cpu().clone(), "loss_n": self.loss_n}
+        st.update(
+            iteration=self.iteration, best=list(self.best), best_losses=[list(b) for b in self.best_losses],
+            last_improve=list(self.last_improve), restores=self.restores, history=list(self.history),
+            config=self.cfg.to_dict(),
+        )
+        return st
+
+    def load(self, st: dict[str, Any]) -> None:
+        if st["config"] != self.cfg.to_dict():
+            raise ValueError("resume state was made with a different LD3 configuration")
+        for n in ("xi", "xic", "x_train", "x_val", "lr_xi", "lr_xic", "lr_x", "best_xi", "best_xic"):
+            if st[n].shape != getattr(self, n).shape:
+                raise ValueError(f"resume state: {n} has shape {tuple(st[n].shape)}, expected {tuple(getattr(self, n).shape)}")
+            setattr(self, n, st[n].to(self.device))
+        self.opt = {n: v.to(self.device) for n, v in st["opt"].items()}
+        self.bad, self.loss_sum = st["accum"]["bad"].to(self.device), st["accum"]["loss_sum"].to(self.device)
+        self.loss_n = st["accum"]["loss_n"]
+        self.iteration, self.best = st["iteration"], list(st["best"])
+        self.best_losses = [tuple(b) for b in st["best_losses"]]
+        self.last_improve, self.restores = list(st["last_improve"]), st["restores"]
+        self.history = list(st["history"])
+
+    def batch_indices(self, iteration: int) -> Tensor:
+        """Epoch-seeded permutation: the data order depends only on (seed, epoch)."""
+        epoch, pos = divmod(iteration, self.ipe)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.train), generator=g)
+        return perm[pos * self.cfg.batch_size : (pos + 1) * self.cfg.batch_size].to(self.device)
+
+
+def _monotone_finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t).all()) and bool((t[1:] < t[:-1]).all())
+
+
+def train(
+    denoiser: Denoiser,
+    train_pairs: Pairs,
+    val_pairs: Pairs,
+    init_times: Tensor,
+    cfg: LD3Config,
+    loss_fn: LossFn,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: dict[str, Any] | None = None,
+    progress_every: int = 5,
+) -> TrainResult:
+    """Learn step times from ``init_times`` (K, N+1): one row per start, trained side by side."""
+    if init_times.ndim != 2 or init_times.shape[1] != cfg.n_steps + 1:
+        raise ValueError(f"init_times must be (K, {cfg.n_steps + 1}) for {cfg.solver} at NFE {cfg.nfe}")
+    if len(train_pairs) < cfg.batch_size:
+        raise ValueError(f"need at least batch_size={cfg.batch_size} training pairs, got {len(train_pairs)}")
+    run = _Run(denoiser, train_pairs, val_pairs, init_times, cfg, loss_fn)
+    t0 = time.perf_counter()
+    stopped = False
+
+    def validate_and_report() -> None:
+        tv = time.perf_counter()
+        hard, soft = run.validate()
+        run.after_validation(hard, soft)
+        run.t_val += time.perf_counter() - tv
+        if on_checkpoint:
+            on_checkpoint(run.state())
+        report(hard, soft)
+
+    def report(hard: list[float] | None = None, soft: list[float] | None = None) -> None:
+        if not on_progress:
+            return
+        k = min(range(run.K), key=lambda j: run.best[j])
+        el = time.perf_counter() - t0
+        done = run.iteration - (resume["iteration"] if resume else 0)
+        eta = el / done * (run.total - run.iteration) if done else None
+        loss = run.history[-1]["train_loss"][k] if run.history and hard is not None else None
+        on_progress(Progress("training", run.iteration, run.total, loss, hard[k] if hard else None,
+                             soft[k] if soft else None, run.best[k], el, eta))
+
+    if resume is not None:
+        run.load(resume)
+    else:
+        validate_and_report()  # the starts themselves are the first candidates
+    while run.iteration < run.total:
+        if should_stop and should_stop():
+            stopped = True
+            if on_checkpoint:
+                on_checkpoint(run.state())
+            break
+        run.step(run.batch_indices(run.iteration))
+        epoch_end = run.iteration % run.ipe == 0
+        if epoch_end:
+            run.move_val_latents()
+        if epoch_end or run.iteration % cfg.val_every == 0 or run.iteration == run.total:
+            validate_and_report()
+        elif run.iteration % progress_every == 0:
+            report()
+
+    k = min(range(run.K), key=lambda j: run.best[j])
+    starts = []
+    for j in range(run.K):
+        t, tc = run.times(run.best_xi[j : j + 1], run.best_xic[j : j + 1])
+        starts.append({"val_hard": run.best_losses[j][0], "val_soft": run.best_losses[j][1],
+                       "t_steps": t[0].detach().cpu(), "t_model": tc[0].detach().cpu()})
+    t_best, tc_best = starts[k]["t_steps"], starts[k]["t_model"]
+    if not (_monotone_finite(t_best) and _monotone_finite(tc_best)):
+        raise FloatingPointError("LD3 produced a non-finite or non-monotone schedule; refusing to return it")
+    return TrainResult(
+        t_steps=t_best, t_model=tc_best, start=k, val_hard=run.best_losses[k][0], val_soft=run.best_losses[k][1],
+        starts=starts, history=run.history, iterations=run.iteration, stopped=stopped, restores=run.restores,
+        timings={"training_s": time.perf_counter() - t0 - run.t_val, "validation_s": run.t_val},
+    )

@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
+from ld3core.config import LD3Config
+from ld3core.heuristics import heuristic
+from ld3core.schedules import VPLinear
+from ld3core.teacher import Pairs, TeacherSpec, teacher_pairs
+from ld3core.train import radius, train
+
+SCH = VPLinear()
+DEN = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), SCH)
+TEACHER = TeacherSpec("euler", 300, "logsnr")
+
+
+def l2(a, b):
+    return ((a - b) ** 2).flatten(1).sum(1)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    tr = teacher_pairs(DEN, TEACHER, range(8), (2,), dtype=torch.float64)
+    va = teacher_pairs(DEN, TEACHER, range(100, 108), (2,), dtype=torch.float64)
+    return tr, va
+
+
+def small_cfg(**kw):
+    base = dict(solver="euler", nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=2, val_every=2, lr_xi=2e-2)
+    return LD3Config(**{**base, **kw})
+
+
+def starts(cfg, names=("time_quadratic", "logsnr")):
+    return torch.stack([heuristic(h, SCH, cfg.n_steps) for h in names])
+
+
+def test_training_lowers_validation_loss_below_the_start(pairs):
+    cfg = small_cfg()
+    states = []
+    res = train(DEN, *pairs, starts(cfg), cfg, l2, on_checkpoint=states.append)
+    first = res.history[0]["val_hard"]
+    assert res.iterations == 12
+    assert res.val_hard < min(first) * 0.9, (res.val_hard, first)
+    assert (res.t_steps[1:] < res.t_steps[:-1]).all() and res.t_steps[0] == SCH.T and res.t_steps[-1] == SCH.t_min
+    assert (res.t_model[1:] < res.t_model[:-1]).all()
+    # Decoupled times stay frozen in phase 1 (4 iterations), then move; end points never.
+    assert all((s["xic"] == 0).all() for s in states if s["iteration"] <= 4)
+    assert states[-1]["xic"][:, 1:-1].abs().max() > 0
+    assert (states[-1]["xic"][:, [0, -1]] == 0).all()
+
+
+def test_hard_loss_mode_never_moves_latents_and_soft_equals_hard(pairs):
+    cfg = small_cfg(soft=False, decoupled=False)
+    res = train(DEN, *pairs, starts(cfg), cfg, l2)
+    assert torch.equal(res.t_model, res.t_steps)
+    assert all(h["val_hard"] == h["val_soft"] for h in res.history)
+
+
+def test_soft_latents_stay_in_the_r_ball(pairs):
+    cfg = small_cfg(gamma=0.05)
+    states = []
+    train(DEN, *pairs, starts(cfg), cfg, l2, on_checkpoint=states.append)
+    st = states[-1]
+    r = radius(cfg, 2, SCH.sigma_T)
+    moved = (st["x_train"] - pairs[0].x_T.unsqueeze(0)).flatten(2).norm(dim=-1)
+    assert moved.max() <= r * (1 + 1e-9)
+    assert moved.max() > 0.5 * r  # and they did move
+    assert (st["x_val"] - pairs[1].x_T.unsqueeze(0)).flatten(2).norm(dim=-1).max() > 0
+
+
+def test_resumed_run_ends_bit_for_bit_where_the_uninterrupted_one_ends(pairs):
+    cfg = small_cfg()
+    states = []
+    full = train(DEN, *pairs, starts(cfg), cfg, l2, on_checkpoint=states.append)
+    mid = next(s for s in states if s["iteration"] == 6)
+    resumed = train(DEN, *pairs, starts(cfg), cfg, l2, resume=mid)
+    assert torch.equal(resumed.t_steps, full.t_steps)
+    assert torch.equal(resumed.t_model, full.t_model)
+    assert resumed.history == full.history
+
+
+def test_should_stop_hands_back_a_state_that_finishes_the_run(pairs):
+    cfg = small_cfg()
+    full = train(DEN, *pairs, starts(cfg), cfg, l2)
+    calls, saved = [0], []
+
+    def stop():
+        calls[0] += 1
+        return calls[0] > 5
+
+    part = train(DEN, *pairs, starts(cfg), cfg, l2, should_stop=stop, on_checkpoint=saved.append)
+    assert part.stopped and part.iterations == 5
+    rest = train(DEN, *pairs, starts(cfg), cfg, l2, resume=saved[-1])
+    assert torch.equal(rest.t_steps, full.t_steps)
+
+
+def test_resume_refuses_another_configuration(pairs):
+    cfg = small_cfg()
+    states = []
+    train(DEN, *pairs, starts(cfg), cfg, l2, on_checkpoint=states.append)
+    with pytest.raises(ValueError, match="different LD3 configuration"):
+        train(DEN, *pairs, starts(cfg), cfg.but(lr_xi=1e-3), l2, resume=states[1])
+
+
+class NaNBurst:
+    """The exact denoiser, except that calls number [a, b) return NaN."""
+
+    def __init__(self, inner, a, b):
+        self.inner, self.schedule, self.a, self.b, self.n = inner, inner.schedule, a, b, 0
+
+    def __call__(self, x, t):
+        self.n += 1
+        out = self.inner(x, t)
+        return out * float("nan") if self.a <= self.n < self.b else out
+
+
+def test_non_finite_values_restore_the_best_state_and_never_leak(pairs):
+    cfg = small_cfg(remat=False)
+    den = NaNBurst(DEN, 40, 60)
+    res = train(den, *pairs, starts(cfg), cfg, l2)
+    assert res.restores >= 1
+    assert torch.isfinite(res.t_steps).all() and (res.t_steps[1:] < res.t_steps[:-1]).all()
+    assert math.isfinite(res.val_hard)
+
+
+def test_rematerialization_gives_the_same_training(pairs):
+    cfg = small_cfg()
+    a = train(DEN, *pairs, starts(cfg), cfg, l2)
+    b = train(DEN, *pairs, starts(cfg), cfg.but(remat=False), l2)
+    assert torch.allclose(a.t_steps, b.t_steps, rtol=1e-10, atol=1e-12)
+
+
+def test_starts_trained_side_by_side_equal_starts_trained_alone(pairs):
+    cfg = small_cfg()
+    both = train(DEN, *pairs, starts(cfg), cfg, l2)
+    alone = train(DEN, *pairs, starts(cfg, ("logsnr",)), cfg, l2)
+    assert torch.allclose(both.starts[1]["t_steps"], alone.starts[0]["t_steps"], rtol=1e-9, atol=1e-12)
+
+
+def test_bad_start_shape_is_refused(pairs):
+    cfg = small_cfg()
+    with pytest.raises(ValueError, match="init_times"):
+        train(DEN, *pairs, torch.zeros(2, 3, dtype=torch.float64), cfg, l2)
