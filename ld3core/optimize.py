@@ -90,6 +90,17 @@ class JobResult:
     def improved(self) -> bool:
         return self.source == "ld3"
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable report (times as lists of floats)."""
+        return {
+            "source": self.source, "message": self.message, "best_heuristic": self.best_heuristic,
+            "t_steps": self.t_steps.tolist(), "t_model": self.t_model.tolist(),
+            "learned_t_steps": self.learned_t_steps.tolist(), "learned_t_model": self.learned_t_model.tolist(),
+            "test": self.test, "val": self.val, "timings": self.timings, "config": self.config,
+            "train": {"iterations": self.train.iterations, "restores": self.train.restores,
+                      "start": self.train.start, "history": self.train.history},
+        }
+
 
 def _mean_sem(v: Tensor) -> dict[str, float]:
     v = v.double()
@@ -111,6 +122,24 @@ def per_sample_losses(
     return torch.cat(out)
 
 
+def job_pairs(
+    denoiser: Denoiser, sample_shape: Sequence[int], cfg: JobConfig, *, dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu", on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Pairs]:
+    """Teacher pairs for the train, val and test splits of a job (batched, no autograd)."""
+    seeds, out, done = cfg.seeds(), {}, 0
+    total = sum(len(v) for v in seeds.values())
+    for name, split_seeds in seeds.items():
+        def report(k: int, _: int, base: int = done) -> None:
+            if on_progress:
+                on_progress(Progress("teacher", base + k, total))
+
+        out[name] = teacher_pairs(denoiser, cfg.teacher, split_seeds, sample_shape, batch_size=cfg.batch_size,
+                                  dtype=dtype, device=device, on_batch=report)
+        done += len(split_seeds)
+    return out
+
+
 def run_job(
     denoiser: Denoiser,
     sample_shape: Sequence[int],
@@ -123,26 +152,16 @@ def run_job(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
+    pairs: dict[str, Pairs] | None = None,
 ) -> JobResult:
-    """Run an LD3 job end to end. ``resume`` is a state handed to ``on_checkpoint`` earlier."""
+    """Run an LD3 job end to end. ``resume`` is a state handed to ``on_checkpoint`` earlier;
+    ``pairs`` ("train", "val", "test") skips the teacher when the caller already has them."""
     ld3, sch, n = cfg.ld3, denoiser.schedule, cfg.ld3.n_steps
     timings: dict[str, float] = {}
-    seeds = cfg.seeds()
 
     # Teacher pairs for the three splits (deterministic from the seeds: recomputed on resume).
     t0 = time.perf_counter()
-    total = cfg.n_train + cfg.n_val + cfg.n_test
-    done = 0
-
-    def teacher_progress(k: int, _: int) -> None:
-        if on_progress:
-            on_progress(Progress("teacher", done + k, total))
-
-    splits: dict[str, Pairs] = {}
-    for name in ("train", "val", "test"):
-        splits[name] = teacher_pairs(denoiser, cfg.teacher, seeds[name], sample_shape, batch_size=cfg.batch_size,
-                                     dtype=dtype, device=device, on_batch=teacher_progress)
-        done += len(seeds[name])
+    splits = pairs or job_pairs(denoiser, sample_shape, cfg, dtype=dtype, device=device, on_progress=on_progress)
     timings["teacher_s"] = time.perf_counter() - t0
 
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
@@ -162,12 +181,14 @@ def run_job(
 
     # Held-out test: the learned schedule against every heuristic on pairs nobody selected on.
     t0 = time.perf_counter()
+    todo = [(h, t, None) for h, t in cands.items()] + [("ld3", tr.t_steps.to(device), tr.t_model.to(device))]
+    test: dict[str, dict[str, float]] = {}
+    for i, (name, t, tc) in enumerate(todo):
+        if on_progress:
+            on_progress(Progress("evaluation", i, len(todo)))
+        test[name] = _mean_sem(per_sample_losses(denoiser, ld3.solver, t, tc, splits["test"], loss_fn, cfg.batch_size))
     if on_progress:
-        on_progress(Progress("evaluation", 0, len(cands) + 1))
-    test = {h: _mean_sem(per_sample_losses(denoiser, ld3.solver, t, None, splits["test"], loss_fn, cfg.batch_size))
-            for h, t in cands.items()}
-    learned_t, learned_tc = tr.t_steps.to(device), tr.t_model.to(device)
-    test["ld3"] = _mean_sem(per_sample_losses(denoiser, ld3.solver, learned_t, learned_tc, splits["test"], loss_fn, cfg.batch_size))
+        on_progress(Progress("evaluation", len(todo), len(todo)))
     timings["evaluation_s"] = time.perf_counter() - t0
 
     best_h = min(cands, key=lambda h: test[h]["mean"])

@@ -199,8 +199,9 @@ class _Run:
                 self.best_xi[k], self.best_xic[k] = self.xi[k].clone(), self.xic[k].clone()
                 self.last_improve[k] = self.iteration
             elif self.iteration - self.last_improve[k] >= cfg.patience:
-                self.lr_xi[k] = max(float(self.lr_xi[k]) * cfg.factor, cfg.min_lr_xi)
-                self.lr_xic[k] = max(float(self.lr_xic[k]) * cfg.factor, cfg.min_lr_xic)
+                # Decay towards the floor, never up to it (as torch's ReduceLROnPlateau).
+                self.lr_xi[k] = min(float(self.lr_xi[k]), max(float(self.lr_xi[k]) * cfg.factor, cfg.min_lr_xi))
+                self.lr_xic[k] = min(float(self.lr_xic[k]), max(float(self.lr_xic[k]) * cfg.factor, cfg.min_lr_xic))
                 self.last_improve[k] = self.iteration
         self.bad.zero_()
         train_loss = (self.loss_sum / max(self.loss_n, 1)).tolist() if self.loss_n else [None] * self.K

@@ -1,0 +1,48 @@
+import pytest
+
+from ld3core.config import LD3Config
+from ld3core.optimize import JobConfig
+
+
+def test_defaults_are_the_papers_pixel_recipe():
+    c = LD3Config()
+    assert (c.lr_xi, c.lr_xic, c.lr_x, c.momentum, c.clip) == (5e-3, 0.1, 12.0, 0.9, 1.0)
+    assert (c.phase1_epochs, c.phase2_epochs, c.batch_size, c.gamma) == (2, 5, 2, 0.001)
+    assert (c.patience, c.factor, c.min_lr_xi, c.min_lr_xic) == (5, 0.8, 5e-5, 1e-6)
+    lat = LD3Config.latent()
+    assert (lat.lr_xi, lat.lr_xic, lat.phase2_epochs) == (1e-3, 0.001, 3)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("solver", "rk45", "solver"), ("nfe", 0, "nfe"), ("nfe", 1, "nfe"), ("loss", "ssim", "loss"),
+    ("mode", "sigma", "mode"), ("batch_size", 0, "batch_size"), ("factor", 1.5, "factor"),
+    ("lr_xi", -1.0, "lr_xi"), ("select_on", "best", "select_on"),
+])
+def test_bad_values_name_the_field(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        LD3Config(**{field: value})
+
+
+def test_heun_needs_two_steps():
+    with pytest.raises(ValueError, match="nfe"):
+        LD3Config(solver="heun", nfe=2)
+    assert LD3Config(solver="heun", nfe=5).n_steps == 3
+
+
+def test_round_trip_and_unknown_options():
+    c = LD3Config(solver="dpmpp_2m", nfe=6, mode="lambda")
+    assert LD3Config.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown LD3 option"):
+        LD3Config.from_dict({"nfe": 4, "learning_rate": 1})
+    j = JobConfig(ld3=c, n_test=7, heuristics=("edm", "logsnr"))
+    assert JobConfig.from_dict(j.to_dict()) == j
+
+
+def test_job_splits_are_disjoint_and_seeded():
+    s = JobConfig().seeds()
+    assert not set(s["train"]) & set(s["val"]) and not set(s["val"]) & set(s["test"])
+    assert JobConfig(ld3=LD3Config(seed=1)).seeds()["train"] != s["train"]
+    with pytest.raises(ValueError, match="heuristics"):
+        JobConfig(heuristics=("karras",))
+    with pytest.raises(ValueError, match="n_train"):
+        JobConfig(n_train=1)

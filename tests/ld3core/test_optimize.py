@@ -1,0 +1,50 @@
+import torch
+
+from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
+from ld3core.config import LD3Config
+from ld3core.losses import l2
+from ld3core.optimize import JobConfig, job_pairs, run_job
+from ld3core.schedules import EDM
+from ld3core.teacher import TeacherSpec
+
+DEN = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), EDM())
+
+
+def job(**kw):
+    ld3 = LD3Config(solver="euler", nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=2, remat=False, **kw)
+    return JobConfig(ld3=ld3, teacher=TeacherSpec("euler", 200, "edm"), n_train=10, n_val=10, n_test=30, starts=2)
+
+
+def test_job_returns_ld3_only_when_it_beats_every_heuristic_on_the_test_split():
+    cfg = job()
+    res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64)
+    best = min(v["mean"] for k, v in res.test.items() if k != "ld3")
+    assert set(res.test) == {"ld3", "time_uniform", "time_quadratic", "logsnr", "edm"}
+    assert res.source == "ld3" and res.test["ld3"]["mean"] < best
+    assert torch.equal(res.t_steps, res.learned_t_steps)
+    d = res.to_dict()
+    assert d["source"] == "ld3" and len(d["t_steps"]) == 5
+
+
+def test_job_falls_back_to_the_heuristic_when_learning_does_not_help():
+    # No training at all (zero learning rates): the "learned" schedule is its start, which
+    # cannot beat the best heuristic on test, so the heuristic is returned, with both figures.
+    cfg = job(lr_xi=0.0, lr_xic=0.0, lr_x=0.0)
+    res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64)
+    assert res.source != "ld3" and res.source == res.best_heuristic
+    assert "did not beat" in res.message
+    assert res.test["ld3"]["mean"] >= res.test[res.source]["mean"]
+
+
+def test_precomputed_pairs_give_the_same_job():
+    cfg = job()
+    pairs = job_pairs(DEN, (2,), cfg, dtype=torch.float64)
+    a = run_job(DEN, (2,), cfg, l2, dtype=torch.float64, pairs=pairs)
+    b = run_job(DEN, (2,), cfg, l2, dtype=torch.float64)
+    assert torch.equal(a.learned_t_steps, b.learned_t_steps)
+
+
+def test_progress_covers_every_phase():
+    seen = []
+    run_job(DEN, (2,), job(), l2, dtype=torch.float64, on_progress=lambda p: seen.append(p.phase))
+    assert [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p] == ["teacher", "training", "evaluation"]
