@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from .accel import compile_denoiser
 from .config import LD3Config, LOSSES
 from .heuristics import HEURISTICS
 from .losses import make_loss
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--device", default="cpu")
     o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    o.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA graphs on a GPU)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.add_argument("--out", help="also write the JSON result to this file")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,8 +113,9 @@ def optimize(args: argparse.Namespace) -> int:
         n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, starts=args.starts,
     )
     bar = _Bar(not args.quiet)
+    den = compile_denoiser(model.denoiser, args.device) if args.compile else model.denoiser
     try:
-        res = run_job(model.denoiser, model.sample_shape, cfg, make_loss(ld3.loss, device=args.device),
+        res = run_job(den, model.sample_shape, cfg, make_loss(ld3.loss, device=args.device),
                       device=args.device, dtype=getattr(torch, args.dtype), on_progress=bar)
     finally:
         bar.close()

@@ -75,6 +75,15 @@ class NoiseSchedule(ABC):
     def t_from_edm_sigma(self, s: Tensor) -> Tensor:
         return self.t_from_lambda(-torch.log(as_time(s)))
 
+    def alpha_of_sigma(self, s: Tensor) -> Tensor:
+        """alpha as a function of sigma: sqrt(1 - sigma^2) for the VP family (overridden)."""
+        return torch.sqrt(1.0 - s**2)
+
+    def t_from_sigma(self, s: Tensor | float) -> Tensor:
+        """Inverse of sigma_t (sigma increases with t in every schedule here)."""
+        s = as_time(s)
+        return self.t_from_lambda(torch.log(self.alpha_of_sigma(s)) - torch.log(s))
+
     @property
     def sigma_T(self) -> float:
         """Standard deviation of the prior x_T ~ N(0, sigma_T^2 I)."""
@@ -212,6 +221,9 @@ class EDM(NoiseSchedule):
     def t_from_lambda(self, lam: Tensor) -> Tensor:
         return torch.exp(-as_time(lam))
 
+    def alpha_of_sigma(self, s: Tensor) -> Tensor:
+        return torch.ones_like(s)
+
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "T": self.T, "t_min": self.t_min}
 
@@ -235,6 +247,9 @@ class RectifiedFlow(NoiseSchedule):
 
     def t_from_lambda(self, lam: Tensor) -> Tensor:
         return torch.sigmoid(-as_time(lam))
+
+    def alpha_of_sigma(self, s: Tensor) -> Tensor:
+        return 1.0 - s
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "T": self.T, "t_min": self.t_min}

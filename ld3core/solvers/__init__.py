@@ -46,7 +46,8 @@ SOLVERS: dict[str, SolverSpec] = {
     "euler": SolverSpec("euler", euler),
     "heun": SolverSpec("heun", heun, evals_per_step=2),
     "dpmpp_2m": SolverSpec("dpmpp_2m", dpmpp_2m),
-    "dpmpp_3m": SolverSpec("dpmpp_3m", dpmpp_3m),
+    "dpmpp_3m": SolverSpec("dpmpp_3m", dpmpp_3m),  # the ecosystem's formula: order 2 (see dpmpp.py)
+    "dpmpp_3m_exact": SolverSpec("dpmpp_3m_exact", partial(dpmpp_3m, exact_d2=True)),  # order 3
     "unipc": SolverSpec("unipc", partial(unipc, order=3, variant="bh2")),
     "unipc_bh1_2": SolverSpec("unipc_bh1_2", partial(unipc, order=2, variant="bh1")),
     "unipc_bh1_3": SolverSpec("unipc_bh1_3", partial(unipc, order=3, variant="bh1")),

@@ -1,0 +1,333 @@
+"""What an LD3 job costs on a CIFAR-10-size pixel model: wall time, peak memory, network alone.
+
+Run by hand, never by CI (nothing here asserts a timing). The model is a randomly initialised
+diffusers ``UNet2DModel`` with the DDPM CIFAR-10 layout (32 px, 3 channels, channels
+128/256/256/256, 2 res-blocks per level, attention at 16x16: 35.7M parameters), frozen and in
+eval mode, as an eps-model under DDPM's linear betas. Random weights cost what trained ones do.
+``--small`` swaps in a ~1M-parameter UNet of the same kind so that the whole script finishes
+in a minute or two on a CPU.
+
+Prints three markdown tables (``--json OUT`` also saves the numbers):
+1. Job wall time: ``run_job``'s own ``timings`` (teacher pairs, heuristic scoring, training,
+   validation, held-out evaluation), each in total and per unit (pair, iteration, validation).
+2. Peak memory and time of exactly one training iteration (batch 2, forward through the
+   solver, backward to xi, xi^c and x'_T) at each ``--nfe``, with and without
+   rematerialization, and the ratio largest NFE / smallest NFE (target with remat: <= 1.3).
+   Each configuration runs in a fresh subprocess. CUDA: ``torch.cuda.max_memory_allocated``
+   after ``reset_peak_memory_stats``, minus ``memory_allocated`` before the iteration. CPU:
+   the rise of the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``
+   right before the iteration) over its RSS at that moment, with glibc's mmap threshold
+   fixed at 64 KiB so that every tensor buffer is its own mapping and goes back to the OS when
+   freed (RSS then follows live tensors instead of malloc's cache).
+3. The network alone at the same device: forward at batch 2, forward + backward to the input
+   at batch 2, forward at batch 32 and 64 without autograd. An iteration ideally costs
+   NFE x (forward + forward + backward) with rematerialization, NFE x (forward + backward)
+   without; table 2 sets the measured iteration next to that estimate.
+
+Commands (from the repository root):
+    .venv/bin/python benchmarks/train_cost.py --small                 # quick check, CPU
+    .venv/bin/python benchmarks/train_cost.py --json cost_cpu.json    # CIFAR-10 size, CPU
+    .venv/bin/python benchmarks/train_cost.py --device cuda --n-train 10 --n-val 10 --n-test 10 \
+        --phase1-epochs 2 --phase2-epochs 5 --json cost_cuda.json     # a GPU, more iterations
+    .venv/bin/python benchmarks/train_cost.py --only memory --nfe 4 10 20 40
+Options: ``--loss lpips`` (LPIPS-VGG instead of l2), ``--job-nfe``, ``--teacher-nfe``,
+``--starts``, ``--solver``, ``--repeats``, ``--only job|memory|network``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+from diffusers import UNet2DModel
+
+from ld3core.config import LD3Config
+from ld3core.denoisers import NetworkDenoiser
+from ld3core.heuristics import heuristic
+from ld3core.losses import make_loss
+from ld3core.optimize import JobConfig, run_job
+from ld3core.schedules import VPDiscrete
+from ld3core.teacher import Pairs, TeacherSpec, prior_noise
+from ld3core.train import train
+
+SHAPE = (3, 32, 32)
+MiB = 2**20
+
+
+# The model.
+def make_unet(small: bool) -> UNet2DModel:
+    """DDPM's CIFAR-10 UNet (google/ddpm-cifar10-32 layout), or a small one of the same kind."""
+    torch.manual_seed(0)  # the weights do not change the cost; fixed only to make runs repeatable
+    common = dict(sample_size=32, in_channels=3, out_channels=3, attention_head_dim=None, downsample_padding=0,
+                  flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, dropout=0.1)
+    if small:
+        unet = UNet2DModel(block_out_channels=(32, 64), layers_per_block=1,
+                           down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                           up_block_types=("AttnUpBlock2D", "UpBlock2D"), **common)
+    else:
+        unet = UNet2DModel(block_out_channels=(128, 256, 256, 256), layers_per_block=2,
+                           down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                           up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), **common)
+    return unet.eval().requires_grad_(False)
+
+
+def make_denoiser(unet: UNet2DModel) -> NetworkDenoiser:
+    return NetworkDenoiser(lambda x, tm: unet(x, tm).sample, VPDiscrete.linear(), "eps")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# 1. A whole job, timed by run_job itself.
+def job_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    ld3 = LD3Config(solver=args.solver, nfe=args.job_nfe, loss=args.loss,
+                    phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs)
+    cfg = JobConfig(ld3=ld3, teacher=TeacherSpec(nfe=args.teacher_nfe), n_train=args.n_train, n_val=args.n_val,
+                    n_test=args.n_test, starts=args.starts)
+    loss_fn = make_loss(args.loss, device=device)
+    # run_job's phase clocks do not synchronize; syncing at every progress report keeps queued
+    # CUDA work inside the phase that launched it.
+    t0 = time.perf_counter()
+    res = run_job(den, SHAPE, cfg, loss_fn, device=device, on_progress=lambda _: sync(device))
+    total = time.perf_counter() - t0
+    return {"config": cfg.to_dict(), "timings": res.timings, "total_s": total, "iterations": res.train.iterations,
+            "validations": len(res.train.history), "pairs": args.n_train + args.n_val + args.n_test,
+            "schedules_scored": len(cfg.heuristics), "schedules_tested": len(cfg.heuristics) + 1}
+
+
+def job_table(r: dict[str, Any]) -> str:
+    t, c = r["timings"], r["config"]
+    rows = [
+        ("teacher pairs", t["teacher_s"], r["pairs"], f"pair ({c['teacher']['solver']}, NFE {c['teacher']['nfe']})"),
+        ("heuristic scoring", t["init_s"], r["schedules_scored"], f"heuristic on {c['n_val']} val pairs"),
+        ("training", t["training_s"], r["iterations"], "iteration"),
+        ("validation", t["validation_s"], r["validations"], "validation (hard + soft)"),
+        ("held-out evaluation", t["evaluation_s"], r["schedules_tested"], f"schedule on {c['n_test']} test pairs"),
+    ]
+    out = [(name, f"{s:.2f}", str(n), f"{s / n:.3f}", unit) for name, s, n, unit in rows]
+    out.append(("other", f"{r['total_s'] - sum(t.values()):.2f}", "", "", ""))
+    out.append(("**total**", f"**{r['total_s']:.2f}**", "", "", ""))
+    return md(["phase", "total s", "count", "s per unit", "unit"], out)
+
+
+# 2. Peak memory of one training iteration (each configuration in its own process).
+class IterationProbe:
+    """``should_stop`` for train(): it is polled right before every iteration. The first call
+    resets the peak-memory counter and starts the clock, the second reads both and stops."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.calls, self.result = device, 0, {}
+
+    def __call__(self) -> bool:
+        sync(self.device)
+        self.calls += 1
+        if self.calls == 1:
+            self.base = reset_peak(self.device)
+            self.t0 = time.perf_counter()
+            return False
+        self.result = {"iteration_s": time.perf_counter() - self.t0, **read_peak(self.device, self.base)}
+        return True
+
+
+def reset_peak(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    return proc_status("VmRSS")
+
+
+def read_peak(device: torch.device, base: float) -> dict[str, float]:
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else proc_status("VmHWM")
+    return {"peak_increase_mib": (peak - base) / MiB, "peak_mib": peak / MiB}
+
+
+def proc_status(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return float(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
+
+
+def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device, nfe: int, remat: bool):
+    """One phase-2 iteration through the public train(): 4 training pairs at batch 2 make
+    two iterations per epoch, so neither an epoch end nor a validation follows the first."""
+    cfg = LD3Config(solver=args.solver, nfe=nfe, loss=args.loss, remat=remat, phase1_epochs=0, phase2_epochs=1,
+                    val_every=10**9)
+    x = prior_noise(range(5), SHAPE, den.schedule.sigma_T, device=device)
+    target = torch.zeros_like(x)  # the teacher's outputs do not change the cost
+    init = heuristic("logsnr", den.schedule, cfg.n_steps)[None].to(device)
+    probe = IterationProbe(device)
+    train(den, Pairs(x[:4], target[:4]), Pairs(x[4:], target[4:]), init, cfg, make_loss(args.loss, device=device),
+          should_stop=probe)
+    return probe.result
+
+
+def memory_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # see the module docstring
+    for remat in (True, False):
+        for nfe in args.nfe:
+            cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", json.dumps([nfe, remat])]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"memory run NFE {nfe} remat={remat} failed:\n{out.stderr}")
+            rows.append({"nfe": nfe, "remat": remat, **json.loads(out.stdout.strip().splitlines()[-1])})
+    return rows
+
+
+def memory_table(rows: list[dict[str, Any]], net: dict[str, float] | None, device: torch.device) -> str:
+    out = []
+    for r in rows:
+        est = ideal_iteration(net, r["nfe"], r["remat"]) if net else None
+        out.append((str(r["nfe"]), "yes" if r["remat"] else "no", f"{r['peak_increase_mib']:.1f}",
+                    f"{r['peak_mib']:.0f}", f"{r['iteration_s']:.3f}",
+                    f"{est:.3f}" if est else "", f"{r['iteration_s'] / est:.2f}" if est else ""))
+    absolute = "allocator peak" if device.type == "cuda" else "process peak RSS"
+    return md(["NFE", "remat", "peak increase MiB", f"{absolute} MiB", "iteration s", "network-only s", "ratio"], out)
+
+
+def memory_ratios(rows: list[dict[str, Any]]) -> str:
+    lo, hi = min(r["nfe"] for r in rows), max(r["nfe"] for r in rows)
+    lines = []
+    for remat in (True, False):
+        peak = {r["nfe"]: r["peak_increase_mib"] for r in rows if r["remat"] == remat}
+        ratio = peak[hi] / peak[lo]
+        target = f" (target <= 1.3: {'met' if ratio <= 1.3 else 'NOT met'})" if remat else ""
+        lines.append(f"- remat {'on' if remat else 'off'}: peak increase NFE {hi} / NFE {lo} = {ratio:.2f}{target}")
+    return "\n".join(lines)
+
+
+def ideal_iteration(net: dict[str, float], nfe: int, remat: bool) -> float:
+    """Network time of one iteration: with remat every call runs a forward without a graph and
+    is recomputed with one in the backward pass; without, it runs once and is backpropagated."""
+    per_call = net["fwd_bwd_b2"] + (net["fwd_b2"] if remat else 0.0)
+    return nfe * per_call
+
+
+# 3. The network alone.
+def network_cost(unet: UNet2DModel, device: torch.device, repeats: int) -> dict[str, float]:
+    def inputs(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(b, *SHAPE, device=device), torch.full((b,), 500.0, device=device)
+
+    def forward(b: int) -> Callable[[], Any]:
+        x, t = inputs(b)
+        return torch.no_grad()(lambda: unet(x, t).sample)
+
+    def forward_backward() -> None:
+        x, t = inputs(2)
+        x.requires_grad_(True)
+        unet(x, t).sample.sum().backward()
+
+    fns = {"fwd_b2": forward(2), "fwd_bwd_b2": forward_backward, "fwd_b32": forward(32), "fwd_b64": forward(64)}
+    return {name: timed(fn, device, repeats) for name, fn in fns.items()}
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def network_table(r: dict[str, float]) -> str:
+    rows = [("forward, batch 2, no autograd", r["fwd_b2"], 2),
+            ("forward + backward to the input, batch 2", r["fwd_bwd_b2"], 2),
+            ("forward, batch 32, no autograd", r["fwd_b32"], 32),
+            ("forward, batch 64, no autograd", r["fwd_b64"], 64)]
+    return md(["call", "s per call", "ms per sample"], [(n, f"{s:.4f}", f"{1e3 * s / b:.2f}") for n, s, b in rows])
+
+
+def md(headers: list[str], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--small", action="store_true", help="a ~1M-parameter UNet instead of DDPM's CIFAR-10 one")
+    p.add_argument("--nfe", type=int, nargs="+", default=[4, 10, 20], help="NFEs of the memory table")
+    p.add_argument("--json", metavar="OUT", help="also save the numbers here")
+    p.add_argument("--only", choices=("job", "memory", "network"), nargs="+", default=["job", "memory", "network"])
+    p.add_argument("--loss", choices=("l2", "lpips"), default="l2")
+    p.add_argument("--solver", default="unipc")
+    p.add_argument("--job-nfe", type=int, default=10)
+    p.add_argument("--teacher-nfe", type=int, default=20)
+    p.add_argument("--n-train", type=int, default=2, help="training pairs; iterations = epochs x n_train / 2")
+    p.add_argument("--n-val", type=int, default=2)
+    p.add_argument("--n-test", type=int, default=2)
+    p.add_argument("--phase1-epochs", type=int, default=1)
+    p.add_argument("--phase2-epochs", type=int, default=1)
+    p.add_argument("--starts", type=int, default=1, help="heuristic starts trained side by side")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per network measurement")
+    p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's); 1 is steadier on a busy machine")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # [nfe, remat]: one memory run, JSON on stdout
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unet = make_unet(args.small).to(device)
+    den = make_denoiser(unet)
+    if args.child:
+        nfe, remat = json.loads(args.child)
+        print(json.dumps(one_iteration(den, args, device, nfe, remat)))
+        return
+
+    n_params = sum(p.numel() for p in unet.parameters())
+    name = "small UNet" if args.small else "DDPM CIFAR-10 UNet"
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU thread(s)"
+    print(f"# LD3 training cost: {name} ({n_params / 1e6:.2f}M parameters), {args.solver}, loss {args.loss}, "
+          f"{device} ({hw}), torch {torch.__version__}\n")
+    results: dict[str, Any] = {"device": str(device), "params": n_params, "args": vars(args)}
+    if "network" in args.only or "memory" in args.only:  # table 2 compares against the network alone
+        results["network"] = network_cost(unet, device, args.repeats)
+    if "job" in args.only:
+        results["job"] = job_cost(den, args, device)
+        c = results["job"]["config"]
+        print(f"## 1. Job wall time: NFE {args.job_nfe}, {c['n_train']}/{c['n_val']}/{c['n_test']} train/val/test "
+              f"pairs, {results['job']['iterations']} iterations, {args.starts} start(s)\n")
+        print(job_table(results["job"]))
+        print("\nFrom run_job's own timings. Training includes the epoch-end step on the validation x'_T "
+              "(one solve with backward over the validation pairs per epoch); 'other' is the rest of run_job.\n")
+    if "memory" in args.only:
+        results["memory"] = memory_cost(args)
+        method = ("torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus memory_allocated before"
+                  if device.type == "cuda" else
+                  "peak RSS (VmHWM, reset via /proc/self/clear_refs) minus RSS just before the iteration; "
+                  "fresh process per row, MALLOC_MMAP_THRESHOLD_=65536 so freed tensors leave the RSS")
+        print("## 2. One training iteration (batch 2, backward to xi, xi^c and x'_T)\n")
+        print(memory_table(results["memory"], results.get("network"), device))
+        print(f"\nPeak increase: {method}. Network-only: NFE x (forward + forward/backward) with remat, "
+              "NFE x forward/backward without, from table 3 (the loss is not included); ratio = iteration / that.\n")
+        print(memory_ratios(results["memory"]) + "\n")
+    if "network" in args.only:
+        print(f"## 3. The network alone ({device})\n")
+        print(network_table(results["network"]))
+        print(f"\nMedian of {args.repeats} calls after one warm-up; the backward is taken to the input (weights frozen).\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""DPM-Solver++ multistep (2M, 3M) in the data-prediction form (Lu et al. 2022, "DPM-Solver++").
+
+With D the data prediction and h = lambda_t - lambda_s, every step is
+    x_t = (sigma_t/sigma_s) x_s - alpha_t (e^{-h} - 1) D_s - alpha_t (higher-order difference terms),
+the higher-order terms built from earlier steps' D (2M: Alg. 2 of the paper; 3M: the third-order
+multistep update of the DPM-Solver reference code, as diffusers runs it). The first steps use
+lower orders (warm start). With ``lower_order_final`` and N < 15 the last two steps drop to
+orders 1 and 2, which is what diffusers' ``DPMSolverMultistepScheduler`` does by default.
+
+The 3M update of the reference code (and of diffusers, k-diffusion's dpmpp_3m_sde at eta = 0)
+weights its second difference D2 ~ h^2 D''/2 by h phi_3(-h) where the Taylor integral needs
+2 h phi_3(-h): the step is not exact for a quadratic D(lambda), so that "3M" converges with
+order 2 only (tests/ld3core/solvers/test_dpmpp.py measures it). ``exact_d2=True`` restores
+the factor and third order; the default keeps the ecosystem's formula, so that a schedule
+learned here is the one that is best for the solver people run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..denoisers import Denoiser
+from ._common import bcast, check_times
+
+
+def phi_tail(z: Tensor, n: int) -> list[Tensor]:
+    """[g_1, ..., g_n] with g_k = z phi_{k+1}(z) = sum_j z^{j+1} / (j+k+1)!  (phi_1(z) = (e^z - 1)/z).
+
+    The usual recurrence g_1 = (e^z - 1)/z - 1, g_{k+1} = g_k/z - 1/(k+1)! cancels
+    catastrophically as z -> 0 (a collapsing step); small |z| takes the Taylor series instead.
+    """
+    small = z.abs() < 0.2
+    zs = torch.where(small, torch.ones_like(z), z)  # keeps the unused branch (and its gradient) finite
+    g = torch.expm1(zs) / zs - 1.0
+    out = []
+    for k in range(1, n + 1):
+        if k > 1:
+            g = g / zs - 1.0 / math.factorial(k)
+        series = sum(z ** (j + 1) / math.factorial(j + k + 1) for j in range(10))
+        out.append(torch.where(small, series, g))
+    return out
+
+
+def step_order(i: int, n: int, order: int, lower_order_final: bool, final_below: float = 15) -> int:
+    """Order of step i of n: warm start min(order, i + 1); with ``lower_order_final`` and
+    n < ``final_below`` at most n - i (the last step first order, the one before second)."""
+    p = min(order, i + 1)
+    return min(p, n - i) if lower_order_final and n < final_below else p
+
+
+def _dpmpp_multistep(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None, order: int,
+                     lower_order_final: bool, exact_d2: bool = False) -> Tensor:
+    t_model = check_times(x, t_steps, t_model)
+    sch, n = denoiser.schedule, t_steps.shape[0] - 1
+    lam, alpha, sigma = sch.lam(t_steps), sch.alpha(t_steps), sch.sigma(t_steps)
+    ds: list[Tensor] = []  # data predictions of the last steps, newest last
+    for i in range(n):
+        ds = (ds + [denoiser(x, t_model[i])])[-order:]
+        p = step_order(i, n, order, lower_order_final)
+        h = lam[i + 1] - lam[i]
+        z = -h
+        # First-order part: DDIM in data prediction (DPM-Solver++, Lu et al. 2022).
+        x = bcast(sigma[i + 1] / sigma[i], x) * x - bcast(alpha[i + 1] * torch.expm1(z), x) * ds[-1]
+        if p == 2:
+            # Second-order multistep correction (DPM-Solver++(2M), Alg. 2).
+            r0 = (lam[i] - lam[i - 1]) / h
+            x = x - bcast(alpha[i + 1] * torch.expm1(z) * 0.5 / r0, x) * (ds[-1] - ds[-2])
+        elif p == 3:
+            # Third-order multistep correction (DPM-Solver reference code, data prediction; D2 see module doc).
+            r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
+            d1_0 = bcast(1.0 / r0, x) * (ds[-1] - ds[-2])
+            d1_1 = bcast(1.0 / r1, x) * (ds[-2] - ds[-3])
+            d1 = d1_0 + bcast(r0 / (r0 + r1), x) * (d1_0 - d1_1)
+            d2 = bcast((2.0 if exact_d2 else 1.0) / (r0 + r1), x) * (d1_0 - d1_1)
+            g1, g2 = phi_tail(z, 2)
+            x = x - bcast(alpha[i + 1] * g1, x) * d1 - bcast(alpha[i + 1] * g2, x) * d2
+    return x
+
+
+def dpmpp_2m(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+             lower_order_final: bool = True) -> Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022). N steps, N network evaluations. Returns x at t_steps[-1]."""
+    return _dpmpp_multistep(denoiser, x, t_steps, t_model, 2, lower_order_final)
+
+
+def dpmpp_3m(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+             lower_order_final: bool = True, exact_d2: bool = False) -> Tensor:
+    """DPM-Solver++(3M) (Lu et al. 2022). N steps, N network evaluations. Returns x at t_steps[-1].
+
+    ``exact_d2=False`` is diffusers' formula (order 2, see the module docstring); True is order 3.
+    """
+    return _dpmpp_multistep(denoiser, x, t_steps, t_model, 3, lower_order_final, exact_d2)
