@@ -13,12 +13,14 @@ Prints three markdown tables (``--json OUT`` also saves the numbers):
 2. Peak memory and time of exactly one training iteration (batch 2, forward through the
    solver, backward to xi, xi^c and x'_T) at each ``--nfe``, with and without
    rematerialization, and the ratio largest NFE / smallest NFE (target with remat: <= 1.3).
-   Each configuration runs in a fresh subprocess. CUDA: ``torch.cuda.max_memory_allocated``
-   after ``reset_peak_memory_stats``, minus ``memory_allocated`` before the iteration. CPU:
-   the rise of the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``
-   right before the iteration) over its RSS at that moment, with glibc's mmap threshold
-   fixed at 64 KiB so that every tensor buffer is its own mapping and goes back to the OS when
-   freed (RSS then follows live tensors instead of malloc's cache).
+   Each configuration runs in a fresh subprocess: a first iteration is timed, a second one
+   measured. CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+   minus ``memory_allocated`` before the iteration. CPU (Linux, glibc): the rise of the
+   process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` right before the
+   iteration) over its RSS at that moment; before that, glibc's mmap threshold is fixed at
+   64 KiB and ``malloc_trim`` hands back malloc's cache, so that every tensor buffer is its own
+   mapping, unmapped when freed, and RSS follows live tensors. (Fixed from the start, the
+   threshold would also slow the timed iteration by ~1.7x: page faults on every allocation.)
 3. The network alone at the same device: forward at batch 2, forward + backward to the input
    at batch 2, forward at batch 32 and 64 without autograd. An iteration ideally costs
    NFE x (forward + forward + backward) with rematerialization, NFE x (forward + backward)
@@ -37,6 +39,7 @@ Options: ``--loss lpips`` (LPIPS-VGG instead of l2), ``--job-nfe``, ``--teacher-
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -122,8 +125,8 @@ def job_table(r: dict[str, Any]) -> str:
 
 # 2. Peak memory of one training iteration (each configuration in its own process).
 class IterationProbe:
-    """``should_stop`` for train(): it is polled right before every iteration. The first call
-    resets the peak-memory counter and starts the clock, the second reads both and stops."""
+    """``should_stop`` for train(), which polls it right before every iteration: it times the
+    first iteration, measures the peak memory of the second, then stops training."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.calls, self.result = device, 0, {}
@@ -132,17 +135,23 @@ class IterationProbe:
         sync(self.device)
         self.calls += 1
         if self.calls == 1:
-            self.base = reset_peak(self.device)
             self.t0 = time.perf_counter()
-            return False
-        self.result = {"iteration_s": time.perf_counter() - self.t0, **read_peak(self.device, self.base)}
-        return True
+        elif self.calls == 2:
+            self.result["iteration_s"] = time.perf_counter() - self.t0
+            self.base = reset_peak(self.device)
+        else:
+            self.result.update(read_peak(self.device, self.base))
+        return self.calls == 3
 
 
 def reset_peak(device: torch.device) -> float:
+    """Reset the peak counter; return the memory in use now (bytes)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device)
+    libc = ctypes.CDLL(None)
+    libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: tensor buffers get their own mappings, unmapped on free
+    libc.malloc_trim(0)  # hand malloc's cached free memory back: the RSS below is live memory
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     return proc_status("VmRSS")
@@ -159,26 +168,25 @@ def proc_status(key: str) -> float:
 
 
 def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device, nfe: int, remat: bool):
-    """One phase-2 iteration through the public train(): 4 training pairs at batch 2 make
-    two iterations per epoch, so neither an epoch end nor a validation follows the first."""
+    """Two phase-2 iterations through the public train(): 6 training pairs at batch 2 make three
+    iterations per epoch, so neither an epoch end nor a validation follows the first two."""
     cfg = LD3Config(solver=args.solver, nfe=nfe, loss=args.loss, remat=remat, phase1_epochs=0, phase2_epochs=1,
                     val_every=10**9)
-    x = prior_noise(range(5), SHAPE, den.schedule.sigma_T, device=device)
+    x = prior_noise(range(8), SHAPE, den.schedule.sigma_T, device=device)
     target = torch.zeros_like(x)  # the teacher's outputs do not change the cost
     init = heuristic("logsnr", den.schedule, cfg.n_steps)[None].to(device)
     probe = IterationProbe(device)
-    train(den, Pairs(x[:4], target[:4]), Pairs(x[4:], target[4:]), init, cfg, make_loss(args.loss, device=device),
+    train(den, Pairs(x[:6], target[:6]), Pairs(x[6:], target[6:]), init, cfg, make_loss(args.loss, device=device),
           should_stop=probe)
     return probe.result
 
 
 def memory_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # see the module docstring
     for remat in (True, False):
         for nfe in args.nfe:
             cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", json.dumps([nfe, remat])]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"memory run NFE {nfe} remat={remat} failed:\n{out.stderr}")
             rows.append({"nfe": nfe, "remat": remat, **json.loads(out.stdout.strip().splitlines()[-1])})
@@ -313,12 +321,14 @@ def main() -> None:
         results["memory"] = memory_cost(args)
         method = ("torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus memory_allocated before"
                   if device.type == "cuda" else
-                  "peak RSS (VmHWM, reset via /proc/self/clear_refs) minus RSS just before the iteration; "
-                  "fresh process per row, MALLOC_MMAP_THRESHOLD_=65536 so freed tensors leave the RSS")
+                  "peak RSS (VmHWM, reset via /proc/self/clear_refs) minus RSS just before the iteration, "
+                  "fresh process per row, glibc mmap threshold 64 KiB and malloc_trim first so freed tensors "
+                  "leave the RSS")
         print("## 2. One training iteration (batch 2, backward to xi, xi^c and x'_T)\n")
         print(memory_table(results["memory"], results.get("network"), device))
-        print(f"\nPeak increase: {method}. Network-only: NFE x (forward + forward/backward) with remat, "
-              "NFE x forward/backward without, from table 3 (the loss is not included); ratio = iteration / that.\n")
+        print(f"\nPeak increase (of the second iteration of a run): {method}. Iteration s: the first "
+              "iteration. Network-only: NFE x (forward + forward/backward) with remat, NFE x forward/backward "
+              "without, from table 3 (the loss is not included); ratio = iteration / that.\n")
         print(memory_ratios(results["memory"]) + "\n")
     if "network" in args.only:
         print(f"## 3. The network alone ({device})\n")

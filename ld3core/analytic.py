@@ -38,6 +38,13 @@ class GaussianMixture:
         if bool((self.stds <= 0).any()):
             raise ValueError("component standard deviations must be positive")
 
+    def _on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """(means, variances, weights) on ``device``, copied once per device."""
+        cache = self.__dict__.setdefault("_device_cache", {})
+        if device not in cache:
+            cache[device] = (self.means.to(device), self.stds.to(device) ** 2, self.weights.to(device))
+        return cache[device]
+
     @property
     def dim(self) -> int:
         return self.means.shape[1]
@@ -46,7 +53,7 @@ class GaussianMixture:
         """E[x_0 | x_t = x]; ``alpha``/``sigma`` are () or (B,). Computed in float64."""
         b = x.shape[0]
         xf = x.reshape(b, -1).to(DTYPE)
-        mu, s2, w = self.means.to(x.device), self.stds.to(x.device) ** 2, self.weights.to(x.device)
+        mu, s2, w = self._on(x.device)
         a = alpha.to(DTYPE).reshape(-1, 1)  # (B or 1, 1)
         sg = sigma.to(DTYPE).reshape(-1, 1)
         var = a**2 * s2 + sg**2  # (B|1, K)

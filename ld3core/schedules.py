@@ -35,7 +35,6 @@ def interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
 
     Outside [xp[0], xp[-1]] the end segments are extended linearly.
     """
-    xp, fp = xp.to(x.device), fp.to(x.device)
     idx = torch.searchsorted(xp, x.detach().contiguous()).clamp(1, len(xp) - 1)
     x0, x1, f0, f1 = xp[idx - 1], xp[idx], fp[idx - 1], fp[idx]
     return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
@@ -115,7 +114,7 @@ class VPDiscrete(NoiseSchedule):
         self.T, self.t_min = 1.0, 1.0 / n
         self._t = torch.arange(1, n + 1, dtype=DTYPE) / n
         self._log_alpha = 0.5 * torch.log(ac)
-        self._lam = self._log_alpha - 0.5 * torch.log1p(-ac)
+        self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @classmethod
     def from_betas(cls, betas: Tensor) -> "VPDiscrete":
@@ -131,15 +130,23 @@ class VPDiscrete(NoiseSchedule):
         """DDPM's betas."""
         return cls.from_betas(torch.linspace(beta_start, beta_end, n, dtype=DTYPE))
 
+    def _table(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(t, log alpha) on ``device``, copied once per device rather than on every call."""
+        if device not in self._tables:
+            self._tables[device] = (self._t.to(device), self._log_alpha.to(device))
+        return self._tables[device]
+
     def log_alpha(self, t: Tensor) -> Tensor:
-        return interp(as_time(t), self._t, self._log_alpha)
+        t = as_time(t)
+        return interp(t, *self._table(t.device))
 
     def log_sigma(self, t: Tensor) -> Tensor:
         return 0.5 * torch.log(-torch.expm1(2.0 * self.log_alpha(t)))
 
     def t_from_lambda(self, lam: Tensor) -> Tensor:
         log_alpha = -0.5 * torch.logaddexp(torch.zeros_like(as_time(lam)), -2.0 * as_time(lam))
-        return interp(log_alpha, self._log_alpha.flip(0), self._t.flip(0))
+        t, la = self._table(log_alpha.device)
+        return interp(log_alpha, la.flip(0), t.flip(0))
 
     def model_time(self, t: Tensor) -> Tensor:
         """The (fractional) training-step index k for t = (k + 1) / N."""

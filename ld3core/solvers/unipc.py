@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from ..denoisers import Denoiser
-from ._common import bcast, check_times
-from .dpmpp import phi_tail, step_order
+from ._common import bcast, check_times, phi_tail, step_order
 
 VARIANTS = ("bh1", "bh2")
 

@@ -19,7 +19,7 @@ from ld3core.denoisers import NetworkDenoiser
 from ld3core.heuristics import edm
 from ld3core.schedules import DTYPE, EDM, VPDiscrete
 from ld3core.solvers import dpmpp_2m, dpmpp_3m
-from ld3core.solvers.dpmpp import phi_tail
+from ld3core.solvers._common import phi_tail
 
 CONVERGENCE_SCHEDULES = ["vp_linear", "vp_discrete", "edm", "flow"]
 GRADIENT_SCHEDULES = ["vp_linear", "edm", "flow"]  # continuous: no interpolation kinks under the finite differences
