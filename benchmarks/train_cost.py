@@ -13,14 +13,15 @@ Prints three markdown tables (``--json OUT`` also saves the numbers):
 2. Peak memory and time of exactly one training iteration (batch 2, forward through the
    solver, backward to xi, xi^c and x'_T) at each ``--nfe``, with and without
    rematerialization, and the ratio largest NFE / smallest NFE (target with remat: <= 1.3).
-   Each configuration runs in a fresh subprocess: a first iteration is timed, a second one
-   measured. CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
-   minus ``memory_allocated`` before the iteration. CPU (Linux, glibc): the rise of the
-   process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` right before the
-   iteration) over its RSS at that moment; before that, glibc's mmap threshold is fixed at
-   64 KiB and ``malloc_trim`` hands back malloc's cache, so that every tensor buffer is its own
-   mapping, unmapped when freed, and RSS follows live tensors. (Fixed from the start, the
-   threshold would also slow the timed iteration by ~1.7x: page faults on every allocation.)
+   Memory is measured in a fresh subprocess per configuration. CUDA:
+   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus
+   ``memory_allocated`` before the iteration. CPU (Linux, glibc): the rise of the process's
+   peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` right before the iteration)
+   over its RSS at that moment, with ``MALLOC_MMAP_THRESHOLD_=65536`` so that every tensor
+   buffer is its own mapping, unmapped when freed: RSS then follows live tensors instead of
+   malloc's cache (with glibc's default the same iteration reads ~15-60% higher). That
+   setting slows CPU iterations ~1.7x (page faults), so the time is taken separately, in
+   this process with the default allocator.
 3. The network alone at the same device: forward at batch 2, forward + backward to the input
    at batch 2, forward at batch 32 and 64 without autograd. An iteration ideally costs
    NFE x (forward + forward + backward) with rematerialization, NFE x (forward + backward)
@@ -39,7 +40,6 @@ Options: ``--loss lpips`` (LPIPS-VGG instead of l2), ``--job-nfe``, ``--teacher-
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -125,23 +125,23 @@ def job_table(r: dict[str, Any]) -> str:
 
 # 2. Peak memory of one training iteration (each configuration in its own process).
 class IterationProbe:
-    """``should_stop`` for train(), which polls it right before every iteration: it times the
-    first iteration, measures the peak memory of the second, then stops training."""
+    """``should_stop`` for train(), which polls it right before every iteration: it measures
+    the first iteration (wall time, and peak memory if asked), then stops training."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.calls, self.result = device, 0, {}
+    def __init__(self, device: torch.device, memory: bool) -> None:
+        self.device, self.memory, self.calls, self.result = device, memory, 0, {}
 
     def __call__(self) -> bool:
         sync(self.device)
         self.calls += 1
         if self.calls == 1:
+            self.base = reset_peak(self.device) if self.memory else 0.0
             self.t0 = time.perf_counter()
-        elif self.calls == 2:
-            self.result["iteration_s"] = time.perf_counter() - self.t0
-            self.base = reset_peak(self.device)
-        else:
+            return False
+        self.result = {"iteration_s": time.perf_counter() - self.t0}
+        if self.memory:
             self.result.update(read_peak(self.device, self.base))
-        return self.calls == 3
+        return True
 
 
 def reset_peak(device: torch.device) -> float:
@@ -149,9 +149,6 @@ def reset_peak(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device)
-    libc = ctypes.CDLL(None)
-    libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: tensor buffers get their own mappings, unmapped on free
-    libc.malloc_trim(0)  # hand malloc's cached free memory back: the RSS below is live memory
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     return proc_status("VmRSS")
@@ -167,29 +164,34 @@ def proc_status(key: str) -> float:
         return float(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
 
 
-def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device, nfe: int, remat: bool):
-    """Two phase-2 iterations through the public train(): 6 training pairs at batch 2 make three
-    iterations per epoch, so neither an epoch end nor a validation follows the first two."""
+def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device, nfe: int, remat: bool,
+                  memory: bool) -> dict[str, float]:
+    """One phase-2 iteration through the public train(): 4 training pairs at batch 2 make two
+    iterations per epoch, so neither an epoch end nor a validation follows the first."""
     cfg = LD3Config(solver=args.solver, nfe=nfe, loss=args.loss, remat=remat, phase1_epochs=0, phase2_epochs=1,
                     val_every=10**9)
-    x = prior_noise(range(8), SHAPE, den.schedule.sigma_T, device=device)
+    x = prior_noise(range(6), SHAPE, den.schedule.sigma_T, device=device)
     target = torch.zeros_like(x)  # the teacher's outputs do not change the cost
     init = heuristic("logsnr", den.schedule, cfg.n_steps)[None].to(device)
-    probe = IterationProbe(device)
-    train(den, Pairs(x[:6], target[:6]), Pairs(x[6:], target[6:]), init, cfg, make_loss(args.loss, device=device),
+    probe = IterationProbe(device, memory)
+    train(den, Pairs(x[:4], target[:4]), Pairs(x[4:], target[4:]), init, cfg, make_loss(args.loss, device=device),
           should_stop=probe)
     return probe.result
 
 
-def memory_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+def memory_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    """Peak memory from a fresh process per configuration; wall time from this one."""
     rows = []
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if device.type == "cpu" else None
     for remat in (True, False):
         for nfe in args.nfe:
             cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", json.dumps([nfe, remat])]
-            out = subprocess.run(cmd, capture_output=True, text=True)
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"memory run NFE {nfe} remat={remat} failed:\n{out.stderr}")
-            rows.append({"nfe": nfe, "remat": remat, **json.loads(out.stdout.strip().splitlines()[-1])})
+            peak = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append({"nfe": nfe, "remat": remat, "peak_increase_mib": peak["peak_increase_mib"],
+                         "peak_mib": peak["peak_mib"], **one_iteration(den, args, device, nfe, remat, memory=False)})
     return rows
 
 
@@ -298,7 +300,7 @@ def main() -> None:
     den = make_denoiser(unet)
     if args.child:
         nfe, remat = json.loads(args.child)
-        print(json.dumps(one_iteration(den, args, device, nfe, remat)))
+        print(json.dumps(one_iteration(den, args, device, nfe, remat, memory=True)))
         return
 
     n_params = sum(p.numel() for p in unet.parameters())
@@ -318,16 +320,15 @@ def main() -> None:
         print("\nFrom run_job's own timings. Training includes the epoch-end step on the validation x'_T "
               "(one solve with backward over the validation pairs per epoch); 'other' is the rest of run_job.\n")
     if "memory" in args.only:
-        results["memory"] = memory_cost(args)
+        results["memory"] = memory_cost(den, args, device)
         method = ("torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus memory_allocated before"
                   if device.type == "cuda" else
                   "peak RSS (VmHWM, reset via /proc/self/clear_refs) minus RSS just before the iteration, "
-                  "fresh process per row, glibc mmap threshold 64 KiB and malloc_trim first so freed tensors "
-                  "leave the RSS")
+                  "fresh process per row, MALLOC_MMAP_THRESHOLD_=65536 so that freed tensors leave the RSS")
         print("## 2. One training iteration (batch 2, backward to xi, xi^c and x'_T)\n")
         print(memory_table(results["memory"], results.get("network"), device))
-        print(f"\nPeak increase (of the second iteration of a run): {method}. Iteration s: the first "
-              "iteration. Network-only: NFE x (forward + forward/backward) with remat, NFE x forward/backward "
+        print(f"\nPeak increase: {method}. Iteration s: the same iteration timed in the main process "
+              "(default allocator). Network-only: NFE x (forward + forward/backward) with remat, NFE x forward/backward "
               "without, from table 3 (the loss is not included); ratio = iteration / that.\n")
         print(memory_ratios(results["memory"]) + "\n")
     if "network" in args.only:

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ld3", description="Learn diffusion-ODE time discretizations with LD3.")
     sub = p.add_subparsers(dest="command", required=True)
     o = sub.add_parser("optimize", help="run one LD3 job on a built-in model")
-    o.add_argument("--model", default="gmm2d-vp", help="built-in model (see `ld3 models`)")
+    o.add_argument("--model", default="gmm2d-edm", help="built-in model (see `ld3 models`)")
     o.add_argument("--solver", default="unipc", choices=sorted(SOLVERS))
     o.add_argument("--nfe", type=int, default=5)
     o.add_argument("--loss", choices=LOSSES, help="default: the model's (l2 for analytic models)")

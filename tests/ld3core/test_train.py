@@ -142,3 +142,13 @@ def test_bad_start_shape_is_refused(pairs):
     cfg = small_cfg()
     with pytest.raises(ValueError, match="init_times"):
         train(DEN, *pairs, torch.zeros(2, 3, dtype=torch.float64), cfg, l2)
+
+
+def test_reduce_on_plateau_lowers_rates_to_the_floor_and_never_raises_them(pairs):
+    cfg = small_cfg(patience=1, factor=0.5, lr_xi=0.5, min_lr_xi=0.1, val_every=1)
+    res = train(DEN, *pairs, starts(cfg), cfg, l2)
+    lrs = [h["lr_xi"][0] for h in res.history]
+    assert lrs[0] == 0.5 and min(lrs) == 0.1
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))
+    zero = small_cfg(lr_xi=0.0, patience=1, val_every=1)
+    assert all(h["lr_xi"] == [0.0, 0.0] for h in train(DEN, *pairs, starts(zero), zero, l2).history)
