@@ -13,15 +13,18 @@ Prints three markdown tables (``--json OUT`` also saves the numbers):
 2. Peak memory and time of exactly one training iteration (batch 2, forward through the
    solver, backward to xi, xi^c and x'_T) at each ``--nfe``, with and without
    rematerialization, and the ratio largest NFE / smallest NFE (target with remat: <= 1.3).
-   Memory is measured in a fresh subprocess per configuration. CUDA:
-   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus
-   ``memory_allocated`` before the iteration. CPU (Linux, glibc): the rise of the process's
-   peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` right before the iteration)
-   over its RSS at that moment, with ``MALLOC_MMAP_THRESHOLD_=65536`` so that every tensor
-   buffer is its own mapping, unmapped when freed: RSS then follows live tensors instead of
-   malloc's cache (with glibc's default the same iteration reads ~15-60% higher). That
-   setting slows CPU iterations ~1.7x (page faults), so the time is taken separately, in
-   this process with the default allocator.
+   The second iteration of a short run is measured (the first backward of a process
+   allocates one-time caches: on CPU 10-25 MiB more, growing with NFE). Memory is measured
+   in a fresh subprocess per configuration. CUDA: ``torch.cuda.max_memory_allocated`` after
+   ``reset_peak_memory_stats``, minus ``memory_allocated`` before the iteration. CPU (Linux,
+   glibc): the rise of the process's peak RSS (``VmHWM``, reset through
+   ``/proc/self/clear_refs`` right before the iteration) over its RSS at that moment, with
+   ``MALLOC_MMAP_THRESHOLD_=16384`` so that every buffer of 16 KiB or more (a 2x3x32x32
+   float32 state is 24 KiB) is its own mapping, unmapped when freed: RSS then follows live
+   tensors instead of malloc's cache (with glibc's default the same iteration reads higher,
+   erratically). Smaller objects (autograd nodes, Python objects: ~2.5 MiB at NFE 20) are
+   not resolved. That setting slows CPU iterations ~1.7x (page faults), so the time is
+   taken separately, in this process with the default allocator.
 3. The network alone at the same device: forward at batch 2, forward + backward to the input
    at batch 2, forward at batch 32 and 64 without autograd. An iteration ideally costs
    NFE x (forward + forward + backward) with rematerialization, NFE x (forward + backward)
@@ -108,7 +111,7 @@ def job_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.devic
             "schedules_scored": len(cfg.heuristics), "schedules_tested": len(cfg.heuristics) + 1}
 
 
-def job_table(r: dict[str, Any]) -> str:
+def job_section(r: dict[str, Any]) -> str:
     t, c = r["timings"], r["config"]
     rows = [
         ("teacher pairs", t["teacher_s"], r["pairs"], f"pair ({c['teacher']['solver']}, NFE {c['teacher']['nfe']})"),
@@ -120,13 +123,18 @@ def job_table(r: dict[str, Any]) -> str:
     out = [(name, f"{s:.2f}", str(n), f"{s / n:.3f}", unit) for name, s, n, unit in rows]
     out.append(("other", f"{r['total_s'] - sum(t.values()):.2f}", "", "", ""))
     out.append(("**total**", f"**{r['total_s']:.2f}**", "", "", ""))
-    return md(["phase", "total s", "count", "s per unit", "unit"], out)
+    return (f"## 1. Job wall time: NFE {c['ld3']['nfe']}, {c['n_train']}/{c['n_val']}/{c['n_test']} train/val/test "
+            f"pairs, {r['iterations']} iterations, {c['starts']} start(s)\n\n"
+            + md(["phase", "total s", "count", "s per unit", "unit"], out)
+            + "\n\nFrom run_job's own timings. Training includes the epoch-end step on the validation x'_T (one "
+            "solve with backward over the validation pairs per epoch); 'other' is the rest of run_job.\n")
 
 
 # 2. Peak memory of one training iteration (each configuration in its own process).
 class IterationProbe:
-    """``should_stop`` for train(), which polls it right before every iteration: it measures
-    the first iteration (wall time, and peak memory if asked), then stops training."""
+    """``should_stop`` for train(), which polls it right before every iteration: it lets the
+    first iteration warm up (the first backward of a process allocates caches once), measures
+    the second (wall time, and peak memory if asked), then stops training."""
 
     def __init__(self, device: torch.device, memory: bool) -> None:
         self.device, self.memory, self.calls, self.result = device, memory, 0, {}
@@ -135,6 +143,8 @@ class IterationProbe:
         sync(self.device)
         self.calls += 1
         if self.calls == 1:
+            return False
+        if self.calls == 2:
             self.base = reset_peak(self.device) if self.memory else 0.0
             self.t0 = time.perf_counter()
             return False
@@ -166,15 +176,15 @@ def proc_status(key: str) -> float:
 
 def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device, nfe: int, remat: bool,
                   memory: bool) -> dict[str, float]:
-    """One phase-2 iteration through the public train(): 4 training pairs at batch 2 make two
-    iterations per epoch, so neither an epoch end nor a validation follows the first."""
+    """Phase-2 iterations through the public train(): 6 training pairs at batch 2 make three
+    iterations per epoch, so neither an epoch end nor a validation follows the first two."""
     cfg = LD3Config(solver=args.solver, nfe=nfe, loss=args.loss, remat=remat, phase1_epochs=0, phase2_epochs=1,
                     val_every=10**9)
-    x = prior_noise(range(6), SHAPE, den.schedule.sigma_T, device=device)
+    x = prior_noise(range(8), SHAPE, den.schedule.sigma_T, device=device)
     target = torch.zeros_like(x)  # the teacher's outputs do not change the cost
     init = heuristic("logsnr", den.schedule, cfg.n_steps)[None].to(device)
     probe = IterationProbe(device, memory)
-    train(den, Pairs(x[:4], target[:4]), Pairs(x[4:], target[4:]), init, cfg, make_loss(args.loss, device=device),
+    train(den, Pairs(x[:6], target[:6]), Pairs(x[6:], target[6:]), init, cfg, make_loss(args.loss, device=device),
           should_stop=probe)
     return probe.result
 
@@ -182,7 +192,7 @@ def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.
 def memory_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     """Peak memory from a fresh process per configuration; wall time from this one."""
     rows = []
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if device.type == "cpu" else None
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "16384"} if device.type == "cpu" else None
     for remat in (True, False):
         for nfe in args.nfe:
             cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", json.dumps([nfe, remat])]
@@ -195,15 +205,25 @@ def memory_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.de
     return rows
 
 
-def memory_table(rows: list[dict[str, Any]], net: dict[str, float] | None, device: torch.device) -> str:
+def memory_section(rows: list[dict[str, Any]], net: dict[str, float], device: torch.device) -> str:
     out = []
     for r in rows:
-        est = ideal_iteration(net, r["nfe"], r["remat"]) if net else None
+        est = ideal_iteration(net, r["nfe"], r["remat"])
         out.append((str(r["nfe"]), "yes" if r["remat"] else "no", f"{r['peak_increase_mib']:.1f}",
-                    f"{r['peak_mib']:.0f}", f"{r['iteration_s']:.3f}",
-                    f"{est:.3f}" if est else "", f"{r['iteration_s'] / est:.2f}" if est else ""))
-    absolute = "allocator peak" if device.type == "cuda" else "process peak RSS"
-    return md(["NFE", "remat", "peak increase MiB", f"{absolute} MiB", "iteration s", "network-only s", "ratio"], out)
+                    f"{r['peak_mib']:.0f}", f"{r['iteration_s']:.3f}", f"{est:.3f}", f"{r['iteration_s'] / est:.2f}"))
+    if device.type == "cuda":
+        absolute = "allocator peak"
+        method = "torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus memory_allocated before"
+    else:
+        absolute = "process peak RSS"
+        method = ("peak RSS (VmHWM, reset via /proc/self/clear_refs) minus RSS just before the iteration, fresh "
+                  "process per row, MALLOC_MMAP_THRESHOLD_=16384 so that freed tensors leave the RSS")
+    headers = ["NFE", "remat", "peak increase MiB", f"{absolute} MiB", "iteration s", "network-only s", "ratio"]
+    return ("## 2. One training iteration (batch 2, backward to xi, xi^c and x'_T)\n\n" + md(headers, out)
+            + f"\n\nPeak increase: {method}. Iteration s: the same (second) iteration, timed in the main process "
+            "(default allocator). Network-only: NFE x (forward + forward/backward) with remat, NFE x "
+            "forward/backward without, from table 3 (the loss is not included); ratio = iteration / that.\n\n"
+            + memory_ratios(rows) + "\n")
 
 
 def memory_ratios(rows: list[dict[str, Any]]) -> str:
@@ -255,12 +275,14 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def network_table(r: dict[str, float]) -> str:
+def network_section(r: dict[str, float], device: torch.device, repeats: int) -> str:
     rows = [("forward, batch 2, no autograd", r["fwd_b2"], 2),
             ("forward + backward to the input, batch 2", r["fwd_bwd_b2"], 2),
             ("forward, batch 32, no autograd", r["fwd_b32"], 32),
             ("forward, batch 64, no autograd", r["fwd_b64"], 64)]
-    return md(["call", "s per call", "ms per sample"], [(n, f"{s:.4f}", f"{1e3 * s / b:.2f}") for n, s, b in rows])
+    table = md(["call", "s per call", "ms per sample"], [(n, f"{s:.4f}", f"{1e3 * s / b:.2f}") for n, s, b in rows])
+    return (f"## 3. The network alone ({device})\n\n{table}\n\nMedian of {repeats} calls after one warm-up; "
+            "the backward is taken to the input (weights frozen).\n")
 
 
 def md(headers: list[str], rows: list[tuple[str, ...]]) -> str:
@@ -286,7 +308,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--phase2-epochs", type=int, default=1)
     p.add_argument("--starts", type=int, default=1, help="heuristic starts trained side by side")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per network measurement")
-    p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's); 1 is steadier on a busy machine")
+    p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's); 1 is steadier when shared")
     p.add_argument("--child", help=argparse.SUPPRESS)  # [nfe, remat]: one memory run, JSON on stdout
     return p.parse_args()
 
@@ -313,28 +335,12 @@ def main() -> None:
         results["network"] = network_cost(unet, device, args.repeats)
     if "job" in args.only:
         results["job"] = job_cost(den, args, device)
-        c = results["job"]["config"]
-        print(f"## 1. Job wall time: NFE {args.job_nfe}, {c['n_train']}/{c['n_val']}/{c['n_test']} train/val/test "
-              f"pairs, {results['job']['iterations']} iterations, {args.starts} start(s)\n")
-        print(job_table(results["job"]))
-        print("\nFrom run_job's own timings. Training includes the epoch-end step on the validation x'_T "
-              "(one solve with backward over the validation pairs per epoch); 'other' is the rest of run_job.\n")
+        print(job_section(results["job"]))
     if "memory" in args.only:
         results["memory"] = memory_cost(den, args, device)
-        method = ("torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus memory_allocated before"
-                  if device.type == "cuda" else
-                  "peak RSS (VmHWM, reset via /proc/self/clear_refs) minus RSS just before the iteration, "
-                  "fresh process per row, MALLOC_MMAP_THRESHOLD_=65536 so that freed tensors leave the RSS")
-        print("## 2. One training iteration (batch 2, backward to xi, xi^c and x'_T)\n")
-        print(memory_table(results["memory"], results.get("network"), device))
-        print(f"\nPeak increase: {method}. Iteration s: the same iteration timed in the main process "
-              "(default allocator). Network-only: NFE x (forward + forward/backward) with remat, NFE x forward/backward "
-              "without, from table 3 (the loss is not included); ratio = iteration / that.\n")
-        print(memory_ratios(results["memory"]) + "\n")
+        print(memory_section(results["memory"], results["network"], device))
     if "network" in args.only:
-        print(f"## 3. The network alone ({device})\n")
-        print(network_table(results["network"]))
-        print(f"\nMedian of {args.repeats} calls after one warm-up; the backward is taken to the input (weights frozen).\n")
+        print(network_section(results["network"], device, args.repeats))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
