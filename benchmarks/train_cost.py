@@ -4,8 +4,8 @@ Run by hand, never by CI (nothing here asserts a timing). The model is a randoml
 diffusers ``UNet2DModel`` with the DDPM CIFAR-10 layout (32 px, 3 channels, channels
 128/256/256/256, 2 res-blocks per level, attention at 16x16: 35.7M parameters), frozen and in
 eval mode, as an eps-model under DDPM's linear betas. Random weights cost what trained ones do.
-``--small`` swaps in a ~1M-parameter UNet of the same kind so that the whole script finishes
-in a minute or two on a CPU.
+``--small`` swaps in a 0.7M-parameter UNet of the same kind so that the whole script finishes
+in a minute or two on a CPU (the full-size defaults took ~11 min on 1 core of a shared box).
 
 Prints three markdown tables (``--json OUT`` also saves the numbers):
 1. Job wall time: ``run_job``'s own ``timings`` (teacher pairs, heuristic scoring, training,
@@ -30,14 +30,15 @@ Prints three markdown tables (``--json OUT`` also saves the numbers):
    NFE x (forward + forward + backward) with rematerialization, NFE x (forward + backward)
    without; table 2 sets the measured iteration next to that estimate.
 
-Commands (from the repository root):
-    .venv/bin/python benchmarks/train_cost.py --small                 # quick check, CPU
-    .venv/bin/python benchmarks/train_cost.py --json cost_cpu.json    # CIFAR-10 size, CPU
+Commands (from the repository root; on a busy CPU box ``--threads 1`` avoids oversubscribed
+OpenMP threads, which made batch-2 calls 3-7x slower on a shared 2-core machine):
+    .venv/bin/python benchmarks/train_cost.py --small --threads 1                        # quick check
+    .venv/bin/python benchmarks/train_cost.py --threads 1 --json cost_cpu.json           # CIFAR-10 size
     .venv/bin/python benchmarks/train_cost.py --device cuda --n-train 10 --n-val 10 --n-test 10 \
         --phase1-epochs 2 --phase2-epochs 5 --json cost_cuda.json     # a GPU, more iterations
     .venv/bin/python benchmarks/train_cost.py --only memory --nfe 4 10 20 40
 Options: ``--loss lpips`` (LPIPS-VGG instead of l2), ``--job-nfe``, ``--teacher-nfe``,
-``--starts``, ``--solver``, ``--repeats``, ``--only job|memory|network``.
+``--starts``, ``--solver``, ``--repeats``, ``--threads``, ``--only job|memory|network``.
 """
 
 from __future__ import annotations
@@ -292,8 +293,8 @@ def md(headers: list[str], rows: list[tuple[str, ...]]) -> str:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--small", action="store_true", help="a ~1M-parameter UNet instead of DDPM's CIFAR-10 one")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="default: cuda if any")
+    p.add_argument("--small", action="store_true", help="a 0.7M-parameter UNet instead of DDPM's CIFAR-10 one")
     p.add_argument("--nfe", type=int, nargs="+", default=[4, 10, 20], help="NFEs of the memory table")
     p.add_argument("--json", metavar="OUT", help="also save the numbers here")
     p.add_argument("--only", choices=("job", "memory", "network"), nargs="+", default=["job", "memory", "network"])

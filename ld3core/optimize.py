@@ -102,6 +102,13 @@ class JobResult:
         }
 
 
+def _clock(device: torch.device | str) -> float:
+    """perf_counter after the device's queued work is done (phase timings on CUDA)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def _mean_sem(v: Tensor) -> dict[str, float]:
     v = v.double()
     sem = float(v.std(unbiased=True) / math.sqrt(v.numel())) if v.numel() > 1 else 0.0
@@ -160,18 +167,18 @@ def run_job(
     timings: dict[str, float] = {}
 
     # Teacher pairs for the three splits (deterministic from the seeds: recomputed on resume).
-    t0 = time.perf_counter()
+    t0 = _clock(device)
     splits = pairs or job_pairs(denoiser, sample_shape, cfg, dtype=dtype, device=device, on_progress=on_progress)
-    timings["teacher_s"] = time.perf_counter() - t0
+    timings["teacher_s"] = _clock(device) - t0
 
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
-    t0 = time.perf_counter()
+    t0 = _clock(device)
     cands = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
     val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size).mean())
              for h, t in cands.items()}
     ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
     chosen = ranked[: cfg.starts]
-    timings["init_s"] = time.perf_counter() - t0
+    timings["init_s"] = _clock(device) - t0
 
     tr = train(denoiser, splits["train"], splits["val"], torch.stack([cands[h] for h in chosen]), ld3, loss_fn,
                on_progress=on_progress, on_checkpoint=on_checkpoint, should_stop=should_stop, resume=resume)
@@ -180,7 +187,7 @@ def run_job(
         raise JobStopped(tr)
 
     # Held-out test: the learned schedule against every heuristic on pairs nobody selected on.
-    t0 = time.perf_counter()
+    t0 = _clock(device)
     todo = [(h, t, None) for h, t in cands.items()] + [("ld3", tr.t_steps.to(device), tr.t_model.to(device))]
     test: dict[str, dict[str, float]] = {}
     for i, (name, t, tc) in enumerate(todo):
@@ -189,7 +196,7 @@ def run_job(
         test[name] = _mean_sem(per_sample_losses(denoiser, ld3.solver, t, tc, splits["test"], loss_fn, cfg.batch_size))
     if on_progress:
         on_progress(Progress("evaluation", len(todo), len(todo)))
-    timings["evaluation_s"] = time.perf_counter() - t0
+    timings["evaluation_s"] = _clock(device) - t0
 
     best_h = min(cands, key=lambda h: test[h]["mean"])
     if test["ld3"]["mean"] < test[best_h]["mean"]:

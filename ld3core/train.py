@@ -149,9 +149,14 @@ class _Run:
         self.iteration += 1
 
     def _chunked(self, x: Tensor, t: Tensor, tc: Tensor, target: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
-        """Per-sample losses (K, n) over the validation set in chunks; optionally d/dx."""
+        """Per-sample losses (K, n) over a set of pairs in chunks; optionally d/dx.
+
+        Without autograd a chunk holds up to ``val_batch_size`` samples; with it, 4 x
+        ``batch_size`` per start, so that this pass never needs much more memory than a
+        training iteration.
+        """
         k, n = x.shape[:2]
-        per_chunk = max(1, self.cfg.val_batch_size // k)
+        per_chunk = 4 * self.cfg.batch_size if grad else max(1, self.cfg.val_batch_size // k)
         losses, grads = [], []
         for i in range(0, n, per_chunk):
             xs = x[:, i : i + per_chunk].detach().requires_grad_(grad)
@@ -176,10 +181,15 @@ class _Run:
 
     @torch.no_grad()
     def validate(self) -> tuple[list[float], list[float]]:
+        """Hard (from x_T) and soft (from the moved x'_T) validation losses, in one batched pass."""
         t, tc = self.times(self.xi, self.xic)
-        hard, _ = self._chunked(self.val.x_T.unsqueeze(0).expand(self.K, *self.val.x_T.shape), t, tc, self.val.x_0, grad=False)
-        soft = hard if not self.cfg.soft else self._chunked(self.x_val, t, tc, self.val.x_0, grad=False)[0]
-        return hard.mean(1).tolist(), soft.mean(1).tolist()
+        x_hard = self.val.x_T.unsqueeze(0).expand(self.K, *self.val.x_T.shape)
+        if not self.cfg.soft:
+            hard = self._chunked(x_hard, t, tc, self.val.x_0, grad=False)[0].mean(1).tolist()
+            return hard, hard
+        both = self._chunked(torch.cat([x_hard, self.x_val], 1), t, tc, self.val.x_0.repeat(2, *[1] * (self.val.x_0.ndim - 1)), grad=False)[0]
+        n = len(self.val)
+        return both[:, :n].mean(1).tolist(), both[:, n:].mean(1).tolist()
 
     def after_validation(self, hard: list[float], soft: list[float]) -> None:
         """Best checkpoint, reduce-on-plateau, non-finite recovery; one history row."""

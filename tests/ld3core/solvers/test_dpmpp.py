@@ -30,14 +30,6 @@ SOLVERS = {"2m": dpmpp_2m, "3m": dpmpp_3m, "3m_exact": partial(dpmpp_3m, exact_d
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (x50 slower on a busy 2-core host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("schedule_name", CONVERGENCE_SCHEDULES)
 @pytest.mark.parametrize(("name", "expected"), [("2m", 2), ("3m_exact", 3)])

@@ -35,14 +35,6 @@ RTOL = 1e-5
 RTOL_F64 = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (x50 slower on a busy 2-core host)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("schedule_name", CONVERGENCE_SCHEDULES)
 @pytest.mark.parametrize("variant", VARIANTS)
