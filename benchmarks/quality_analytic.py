@@ -177,7 +177,7 @@ def report(rows: list[dict]) -> str:
                 for m in meths:
                     wins[m][0] += cells[(model, s, n, m)][seed_i]["rmse"] < best
                     wins[m][1] += 1
-        lines.append("\nCells (solver x NFE x seed) where the method's test RMSE beats the best heuristic's: "
+        lines.append("\nCells (solver x NFE x seed) where the method is closer to the teacher than the best heuristic: "
                      + ", ".join(f"{m} {w[0]}/{w[1]}" for m, w in wins.items()) + ".")
         worse = sum(cells[(model, s, n, "ours")][i]["rmse"] > min(cells[(model, s, n, h)][i]["rmse"] for h in HEURISTICS) + 1e-12
                     for s, n in keys for i in range(len(cells[(model, s, n, "ours")])))

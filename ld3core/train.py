@@ -287,6 +287,8 @@ def train(
     stopped = False
 
     def validate_and_report() -> None:
+        if run.device.type == "cuda":
+            torch.cuda.synchronize(run.device)  # queued training work belongs to training time
         tv = time.perf_counter()
         hard, soft = run.validate()
         run.after_validation(hard, soft)
