@@ -86,7 +86,7 @@ def _np_reconstruct() -> Any:
 
 
 def restricted_loads(data: bytes) -> Any:
-    """``pickle.loads`` through ``RestrictedUnpickler``."""
+    """Unpickle bytes through ``RestrictedUnpickler``: numpy arrays and dtypes only."""
     return RestrictedUnpickler(io.BytesIO(data)).load()
 
 

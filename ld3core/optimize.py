@@ -21,7 +21,8 @@ from torch import Tensor
 from .config import LD3Config
 from .denoisers import Denoiser
 from .heuristics import HEURISTICS, heuristic
-from .teacher import Pairs, TeacherSpec, solve_batched, teacher_pairs
+from .solvers import get_solver
+from .teacher import Pairs, TeacherSpec, teacher_pairs
 from .train import LossFn, Progress, TrainResult, train
 
 
@@ -120,8 +121,6 @@ def per_sample_losses(
     denoiser: Denoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs, loss_fn: LossFn, batch_size: int
 ) -> Tensor:
     """Loss of one discretization on every pair, batched, from the original x_T."""
-    from .solvers import get_solver
-
     fn, out = get_solver(solver).fn, []
     for i in range(0, len(pairs), batch_size):
         x0 = fn(denoiser, pairs.x_T[i : i + batch_size], t_steps, t_model)

@@ -7,7 +7,7 @@ from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
 from ld3core.config import LD3Config
 from ld3core.heuristics import heuristic
 from ld3core.schedules import VPLinear
-from ld3core.teacher import Pairs, TeacherSpec, teacher_pairs
+from ld3core.teacher import TeacherSpec, teacher_pairs
 from ld3core.train import radius, train
 
 SCH = VPLinear()

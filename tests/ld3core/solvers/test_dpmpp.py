@@ -100,20 +100,9 @@ def test_per_sample_times_equal_separate_runs(per_sample_check, name):
 
 @pytest.mark.parametrize("name", list(SOLVERS))
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
-def test_one_network_evaluation_per_step(name, n):
-    sch = EDM()
-    calls = []
-
-    class Counting:
-        schedule = sch
-
-        def __call__(self, x, t):
-            calls.append(t)
-            return inner(x, t)
-
-    inner = AnalyticDenoiser(_mixture(), sch)
-    SOLVERS[name](Counting(), torch.randn(2, 2, dtype=DTYPE) * sch.sigma_T, edm(sch, n))
-    assert len(calls) == n
+def test_one_network_evaluation_per_step_at_the_model_times(evaluation_times, name, n):
+    times, t_model, _ = evaluation_times(SOLVERS[name], n)
+    torch.testing.assert_close(times, t_model[:n], rtol=0, atol=0)
 
 
 def test_phi_tail_matches_series_on_both_branches():

@@ -73,22 +73,10 @@ def test_per_sample_times_equal_separate_runs(per_sample_check, variant, order):
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
-def test_one_network_evaluation_per_step(order, n):
+def test_one_network_evaluation_per_step_at_the_model_times(evaluation_times, order, n):
     """The corrector reuses the next step's evaluation; nothing is evaluated after the last step."""
-    sch = EDM()
-    inner = AnalyticDenoiser(_mixture(), sch)
-    calls = []
-
-    class Counting:
-        schedule = sch
-
-        def __call__(self, x, t):
-            calls.append(t)
-            return inner(x, t)
-
-    t = edm(sch, n)
-    unipc(Counting(), torch.randn(2, 2, dtype=DTYPE) * sch.sigma_T, t, order=order)
-    assert len(calls) == n and all(torch.equal(c, ti) for c, ti in zip(calls, t[:-1]))
+    times, t_model, _ = evaluation_times(partial(unipc, order=order), n)
+    torch.testing.assert_close(times, t_model[:n], rtol=0, atol=0)
 
 
 def test_rejects_unknown_options():
