@@ -90,7 +90,7 @@ def format_report(res: JobResult) -> str:
     lines.append(f"returned schedule ({res.source}): " + ", ".join(f"{v:.6g}" for v in res.t_steps.tolist()))
     lines.append("")
     lines.append(f"{'schedule':<16}{'val loss':>12}{'test loss':>14}{'± sem':>12}")
-    rows = sorted(res.test, key=lambda k: res.test[k]["mean"])
+    rows = sorted((k for k in res.test if k != "ld3_minus_best"), key=lambda k: res.test[k]["mean"])
     for k in rows:
         val = res.val.get(k, res.val.get("ld3_hard") if k == "ld3" else None)
         mark = " <- returned" if k == res.source else ""

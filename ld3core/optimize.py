@@ -4,8 +4,9 @@ Beyond the paper's recipe (one start, checkpoint picked on 50 noisy validation p
 - every heuristic is scored on the validation pairs and the best ``starts`` of them are
   trained side by side; the start with the best validation loss is kept;
 - a test split that neither training nor selection saw decides the result: the learned
-  schedule is returned only if it beats the best heuristic there, otherwise the job says so
-  and returns that heuristic, with both figures.
+  schedule is returned only if it beats the best heuristic there, in a one-sided paired
+  comparison (mean + guard_z * sem of the per-pair loss differences below 0), otherwise the
+  job says so and returns that heuristic, with both figures.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class JobConfig:
     n_val: int = 50
     n_test: int = 100
     starts: int = 3  # best heuristics (on validation) trained side by side
+    guard_z: float = 1.645  # LD3 is returned if mean + z * sem of its paired test-loss difference < 0
     heuristics: tuple[str, ...] = tuple(HEURISTICS)
     batch_size: int = 64  # teacher and evaluation batches
 
@@ -44,6 +46,8 @@ class JobConfig:
         unknown = [h for h in self.heuristics if h not in HEURISTICS]
         if unknown or not self.heuristics:
             raise ValueError(f"heuristics: unknown {unknown}; known: {sorted(HEURISTICS)}")
+        if not self.guard_z >= 0:
+            raise ValueError("guard_z: must be >= 0")
         if self.n_train < self.ld3.batch_size:
             raise ValueError(f"n_train: needs at least batch_size={self.ld3.batch_size} pairs")
 
@@ -79,7 +83,7 @@ class JobResult:
     source: str  # "ld3" or the heuristic's name
     learned_t_steps: Tensor
     learned_t_model: Tensor
-    test: dict[str, dict[str, float]]  # "ld3" and every heuristic: mean, sem on the test split
+    test: dict[str, dict[str, float]]  # "ld3", every heuristic, "ld3_minus_best" (paired): mean, sem
     val: dict[str, float]  # every heuristic's validation loss, and ld3's (hard, soft)
     best_heuristic: str
     train: TrainResult
@@ -188,24 +192,29 @@ def run_job(
     # Held-out test: the learned schedule against every heuristic on pairs nobody selected on.
     t0 = _clock(device)
     todo = [(h, t, None) for h, t in cands.items()] + [("ld3", tr.t_steps.to(device), tr.t_model.to(device))]
-    test: dict[str, dict[str, float]] = {}
+    per: dict[str, Tensor] = {}
     for i, (name, t, tc) in enumerate(todo):
         if on_progress:
             on_progress(Progress("evaluation", i, len(todo)))
-        test[name] = _mean_sem(per_sample_losses(denoiser, ld3.solver, t, tc, splits["test"], loss_fn, cfg.batch_size))
+        per[name] = per_sample_losses(denoiser, ld3.solver, t, tc, splits["test"], loss_fn, cfg.batch_size)
     if on_progress:
         on_progress(Progress("evaluation", len(todo), len(todo)))
     timings["evaluation_s"] = _clock(device) - t0
+    test = {name: _mean_sem(v) for name, v in per.items()}
 
+    # The guard: a one-sided paired comparison with the best heuristic on the test pairs.
     best_h = min(cands, key=lambda h: test[h]["mean"])
-    if test["ld3"]["mean"] < test[best_h]["mean"]:
+    diff = _mean_sem(per["ld3"] - per[best_h])
+    test["ld3_minus_best"] = diff
+    margin = diff["mean"] + cfg.guard_z * diff["sem"]
+    figures = (f"{test['ld3']['mean']:.5g} vs {test[best_h]['mean']:.5g}, paired difference "
+               f"{diff['mean']:.3g} ± {diff['sem']:.2g} on {cfg.n_test} held-out pairs")
+    if margin < 0:
         source, t_out, tc_out = "ld3", tr.t_steps, tr.t_model
-        msg = (f"LD3 beats the best heuristic ({best_h}) on {cfg.n_test} held-out pairs: "
-               f"{test['ld3']['mean']:.5g} vs {test[best_h]['mean']:.5g}")
+        msg = f"LD3 beats the best heuristic ({best_h}): {figures}"
     else:
         source, t_out, tc_out = best_h, cands[best_h].cpu(), cands[best_h].cpu()
-        msg = (f"LD3 did not beat the best heuristic ({best_h}) on {cfg.n_test} held-out pairs "
-               f"({test['ld3']['mean']:.5g} vs {test[best_h]['mean']:.5g}); returning the heuristic")
+        msg = f"LD3 did not beat the best heuristic ({best_h}) clearly enough ({figures}); returning the heuristic"
     return JobResult(
         t_steps=t_out, t_model=tc_out, source=source, learned_t_steps=tr.t_steps, learned_t_model=tr.t_model,
         test=test, val={**val_h, "ld3_hard": tr.val_hard, "ld3_soft": tr.val_soft}, best_heuristic=best_h,

@@ -1,3 +1,5 @@
+import dataclasses
+
 import torch
 
 from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
@@ -18,9 +20,12 @@ def job(**kw):
 def test_job_returns_ld3_only_when_it_beats_every_heuristic_on_the_test_split():
     cfg = job()
     res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64)
-    best = min(v["mean"] for k, v in res.test.items() if k != "ld3")
-    assert set(res.test) == {"ld3", "time_uniform", "time_quadratic", "logsnr", "edm"}
+    best = min(v["mean"] for k, v in res.test.items() if k not in ("ld3", "ld3_minus_best"))
+    assert set(res.test) == {"ld3", "time_uniform", "time_quadratic", "logsnr", "edm", "ld3_minus_best"}
     assert res.source == "ld3" and res.test["ld3"]["mean"] < best
+    diff = res.test["ld3_minus_best"]
+    assert diff["mean"] + cfg.guard_z * diff["sem"] < 0
+    assert abs(diff["mean"] - (res.test["ld3"]["mean"] - best)) < 1e-12
     assert torch.equal(res.t_steps, res.learned_t_steps)
     d = res.to_dict()
     assert d["source"] == "ld3" and len(d["t_steps"]) == 5
@@ -48,3 +53,10 @@ def test_progress_covers_every_phase():
     seen = []
     run_job(DEN, (2,), job(), l2, dtype=torch.float64, on_progress=lambda p: seen.append(p.phase))
     assert [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p] == ["teacher", "training", "evaluation"]
+
+
+def test_the_guard_wants_a_clear_paired_win():
+    # Same job, an impossible margin: LD3 is better on average but not by 1e6 standard errors.
+    res = run_job(DEN, (2,), dataclasses.replace(job(), guard_z=1e6), l2, dtype=torch.float64)
+    assert res.test["ld3"]["mean"] < min(v["mean"] for k, v in res.test.items() if k not in ("ld3", "ld3_minus_best"))
+    assert res.source == res.best_heuristic and "clearly enough" in res.message
