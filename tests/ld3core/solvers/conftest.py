@@ -8,12 +8,14 @@ depend on the schedule, which only sets the end points and maps y back to x.
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 import torch
 from scipy.integrate import solve_ivp
 
 from ld3core.analytic import AnalyticDenoiser, GaussianMixture
+from ld3core.denoisers import NetworkDenoiser
 from ld3core.heuristics import HEURISTICS, edm, logsnr
 from ld3core.schedules import DTYPE, EDM, NoiseSchedule, RectifiedFlow, VPDiscrete, VPLinear
 
@@ -215,7 +217,39 @@ class DiffusersBridge:
         z = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
         return z * schedule.sigma(t0).float()
 
+    @classmethod
+    def run_both(cls, unet, sched, solver, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Our ``solver`` and diffusers' ``sched.step`` loop from the same noise: (ours, theirs)."""
+        schedule = VPDiscrete(sched.alphas_cumprod)
+        t_steps = cls.t_steps(sched.timesteps, schedule)
+        torch.testing.assert_close(schedule.edm_sigma(t_steps).to(sched.sigmas.dtype), sched.sigmas, rtol=1e-6, atol=0)
+        x_T = cls.initial_noise(schedule, t_steps[0]).to(dtype)
+        with torch.no_grad():
+            ours = solver(NetworkDenoiser(lambda x, tm: unet(x, tm).sample, schedule, "eps"), x_T, t_steps)
+            x = x_T
+            for k in sched.timesteps:
+                x = sched.step(unet(x, k).sample, k, x).prev_sample
+        return ours, x
+
 
 @pytest.fixture(scope="session")
 def diffusers_bridge():
     return DiffusersBridge
+
+
+@pytest.fixture(scope="session")
+def small_step_gradcheck():
+    """``check(solve)``: gradcheck of ``solve(den, x, t_steps)`` w.r.t. the interior times of an
+    EDM grid with one lambda step of 0.1 (below 0.2: the Taylor branch of ``phi_tail``)."""
+
+    def check(solve) -> None:
+        sch = EDM()
+        den = AnalyticDenoiser(MIXTURE, sch)
+        x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=DTYPE) * sch.sigma_T
+        t = edm(sch, 6)
+        t = torch.cat([t[:4], t[3:4] * math.exp(-0.1), t[4:]])  # lambda steps 0.1 after t[3]
+        interior = t[1:-1].clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda ti: solve(den, x, torch.cat([t[:1], ti, t[-1:]])), (interior,),
+                                        eps=1e-7, atol=1e-7, rtol=1e-5)
+
+    return check

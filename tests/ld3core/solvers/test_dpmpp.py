@@ -14,10 +14,7 @@ from functools import partial
 import pytest
 import torch
 
-from ld3core.analytic import AnalyticDenoiser, GaussianMixture
-from ld3core.denoisers import NetworkDenoiser
-from ld3core.heuristics import edm
-from ld3core.schedules import DTYPE, EDM, VPDiscrete
+from ld3core.schedules import DTYPE, EDM
 from ld3core.solvers import dpmpp_2m, dpmpp_3m
 from ld3core.solvers._common import phi_tail
 
@@ -81,16 +78,9 @@ def test_gradients_match_finite_differences(gradient_check, schedule_name, name)
     gradient_check(SOLVERS[name], schedule_name, n=6)  # 3M: orders 1, 2, 3, 3, 2, 1
 
 
-def test_gradients_with_a_small_step():
+def test_gradients_with_a_small_step(small_step_gradcheck):
     """A step with h = 0.1 < 0.2 takes the Taylor branch of ``phi_tail``; gradients stay exact."""
-    sch = EDM()
-    den = AnalyticDenoiser(_mixture(), sch)
-    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=DTYPE) * sch.sigma_T
-    t = edm(sch, 6)
-    t = torch.cat([t[:4], t[3:4] * math.exp(-0.1), t[4:]])  # lambda steps 0.1 after t[3]
-    interior = t[1:-1].clone().requires_grad_(True)
-    solve = lambda ti: dpmpp_3m(den, x, torch.cat([t[:1], ti, t[-1:]]))  # noqa: E731
-    assert torch.autograd.gradcheck(solve, (interior,), eps=1e-7, atol=1e-7, rtol=1e-5)
+    small_step_gradcheck(dpmpp_3m)
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))
@@ -116,24 +106,7 @@ def test_phi_tail_matches_series_on_both_branches():
     assert bool(torch.isfinite(grad).all())
 
 
-def _mixture():
-    return GaussianMixture(torch.tensor([[-1.0, 0.0], [1.0, 0.5]]), torch.tensor([0.5, 0.4]), torch.tensor([0.5, 0.5]))
-
-
 # --- Equality with diffusers -------------------------------------------------------------------
-
-
-def _run_both(unet, bridge, sched, solver):
-    schedule = VPDiscrete(sched.alphas_cumprod)
-    t_steps = bridge.t_steps(sched.timesteps, schedule)
-    torch.testing.assert_close(schedule.edm_sigma(t_steps).float(), sched.sigmas, rtol=1e-6, atol=0)
-    x_T = bridge.initial_noise(schedule, t_steps[0])
-    with torch.no_grad():
-        ours = solver(NetworkDenoiser(lambda x, tm: unet(x, tm).sample, schedule, "eps"), x_T, t_steps)
-        x = x_T
-        for k in sched.timesteps:
-            x = sched.step(unet(x, k).sample, k, x).prev_sample
-    return ours, x
 
 
 def _scheduler(order, **kw):
@@ -151,7 +124,7 @@ def test_equals_diffusers(tiny_unet, diffusers_bridge, order, n):
     """Scheduler's own "linspace" spacing; N = 14 and 15 straddle its lower-order-final rule (N < 15)."""
     sched = _scheduler(order)
     sched.set_timesteps(n)
-    ours, theirs = _run_both(tiny_unet, diffusers_bridge, sched, dpmpp_2m if order == 2 else dpmpp_3m)
+    ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, dpmpp_2m if order == 2 else dpmpp_3m)
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
 
 
@@ -160,7 +133,7 @@ def test_equals_diffusers(tiny_unet, diffusers_bridge, order, n):
 def test_equals_diffusers_custom_timesteps(tiny_unet, diffusers_bridge, order, timesteps):
     sched = _scheduler(order)
     sched.set_timesteps(timesteps=timesteps)
-    ours, theirs = _run_both(tiny_unet, diffusers_bridge, sched, dpmpp_2m if order == 2 else dpmpp_3m)
+    ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, dpmpp_2m if order == 2 else dpmpp_3m)
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
 
 
@@ -170,5 +143,5 @@ def test_diffusers_comparison_is_sensitive(tiny_unet, diffusers_bridge):
     sched.set_timesteps(8)
     for wrong in (partial(dpmpp_3m, lower_order_final=False), partial(dpmpp_3m, exact_d2=True), dpmpp_2m):
         sched.set_timesteps(8)
-        ours, theirs = _run_both(tiny_unet, diffusers_bridge, sched, wrong)
+        ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, wrong)
         assert float((ours - theirs).abs().max()) > 100 * RTOL * float(theirs.abs().max())

@@ -13,16 +13,14 @@ D(lambda) barely moves near t_min.
 from __future__ import annotations
 
 import copy
-import math
 from functools import partial
 
 import pytest
 import torch
 
 from ld3core.analytic import AnalyticDenoiser, GaussianMixture
-from ld3core.denoisers import NetworkDenoiser
 from ld3core.heuristics import edm
-from ld3core.schedules import DTYPE, EDM, VPDiscrete
+from ld3core.schedules import DTYPE, EDM
 from ld3core.solvers import unipc
 
 CONVERGENCE_SCHEDULES = ["vp_linear", "vp_discrete", "edm", "flow"]
@@ -53,16 +51,9 @@ def test_gradients_match_finite_differences(gradient_check, schedule_name, varia
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradients_with_a_small_step(variant):
+def test_gradients_with_a_small_step(small_step_gradcheck, variant):
     """A step with h = 0.1 < 0.2 takes the Taylor branch of the phi functions; gradients stay exact."""
-    sch = EDM()
-    den = AnalyticDenoiser(_mixture(), sch)
-    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=DTYPE) * sch.sigma_T
-    t = edm(sch, 6)
-    t = torch.cat([t[:4], t[3:4] * math.exp(-0.1), t[4:]])  # lambda steps 0.1 after t[3]
-    interior = t[1:-1].clone().requires_grad_(True)
-    solve = lambda ti: unipc(den, x, torch.cat([t[:1], ti, t[-1:]]), variant=variant)  # noqa: E731
-    assert torch.autograd.gradcheck(solve, (interior,), eps=1e-7, atol=1e-7, rtol=1e-5)
+    small_step_gradcheck(partial(unipc, variant=variant))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -104,19 +95,6 @@ def _scheduler(order, variant):
     )
 
 
-def _run_both(unet, bridge, sched, solver, dtype=torch.float32):
-    schedule = VPDiscrete(sched.alphas_cumprod)
-    t_steps = bridge.t_steps(sched.timesteps, schedule)
-    torch.testing.assert_close(schedule.edm_sigma(t_steps).to(sched.sigmas.dtype), sched.sigmas, rtol=1e-6, atol=0)
-    x_T = bridge.initial_noise(schedule, t_steps[0]).to(dtype)
-    with torch.no_grad():
-        ours = solver(NetworkDenoiser(lambda x, tm: unet(x, tm).sample, schedule, "eps"), x_T, t_steps)
-        x = x_T
-        for k in sched.timesteps:
-            x = sched.step(unet(x, k).sample, k, x).prev_sample
-    return ours, x
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("order", [2, 3])
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 14, 15, 20])
@@ -124,7 +102,7 @@ def test_equals_diffusers(tiny_unet, diffusers_bridge, variant, order, n):
     """Scheduler's own "linspace" spacing; N < order exercises the warm start and the final lower orders."""
     sched = _scheduler(order, variant)
     sched.set_timesteps(n)
-    ours, theirs = _run_both(tiny_unet, diffusers_bridge, sched, partial(unipc, order=order, variant=variant))
+    ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, partial(unipc, order=order, variant=variant))
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
 
 
@@ -140,7 +118,7 @@ def test_equals_diffusers_in_float64(tiny_unet, diffusers_bridge, variant, order
     sigmas = ((1 - ac) / ac).sqrt()
     sched.sigmas = torch.cat([sigmas[sched.timesteps], sigmas[:1]])  # float64 in place of float32
     unet64 = copy.deepcopy(tiny_unet).double()
-    ours, theirs = _run_both(unet64, diffusers_bridge, sched, partial(unipc, order=order, variant=variant), DTYPE)
+    ours, theirs = diffusers_bridge.run_both(unet64, sched, partial(unipc, order=order, variant=variant), DTYPE)
     assert theirs.dtype == DTYPE
     torch.testing.assert_close(ours, theirs, rtol=RTOL_F64, atol=RTOL_F64 * float(theirs.abs().max()))
 
@@ -155,5 +133,5 @@ def test_diffusers_comparison_is_sensitive(tiny_unet, diffusers_bridge):
     ]
     for solver in wrong:
         sched.set_timesteps(8)
-        ours, theirs = _run_both(tiny_unet, diffusers_bridge, sched, solver)
+        ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, solver)
         assert float((ours - theirs).abs().max()) > 100 * RTOL * float(theirs.abs().max())
