@@ -44,9 +44,6 @@ class Pairs:
     def __len__(self) -> int:
         return self.x_T.shape[0]
 
-    def to(self, device: torch.device | str) -> "Pairs":
-        return Pairs(self.x_T.to(device), self.x_0.to(device))
-
 
 @torch.no_grad()
 def solve_batched(
