@@ -1,0 +1,1 @@
+"""The worker: model catalog and loaders (Celery app, tasks and runner to follow)."""

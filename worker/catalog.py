@@ -1,0 +1,145 @@
+"""Model catalog entries: what a job's model key stands for.
+
+A job names a catalog key, never a path. ``ModelSpec`` is a small frozen record, checked on
+construction and saved as JSON (``to_dict`` / ``from_dict``); the registry stores it later.
+This module imports no torch: the API validates specs without loading a model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, Literal
+
+Format = Literal["diffusers", "safetensors", "analytic", "pickle"]
+Conditioning = Literal["none", "class", "text"]
+
+FORMATS: tuple[str, ...] = ("diffusers", "safetensors", "analytic", "pickle")
+CONDITIONINGS: tuple[str, ...] = ("none", "class", "text")
+PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v", "flow")  # ld3core.denoisers.PREDICTIONS
+SCHEDULE_NAMES: tuple[str, ...] = ("vp_discrete", "vp_linear", "vp_cosine", "edm", "flow")  # ld3core.schedules
+FROM_SCHEDULER_CONFIG = "from_scheduler_config"  # diffusers folders: schedule/prediction from the scheduler
+BUILTIN = "builtin"  # analytic models: schedule/prediction fixed by the built-in model
+
+_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _fail(name: str, reason: str) -> None:
+    raise ValueError(f"model spec field {name!r}: {reason}")
+
+
+def check_location(location: str) -> str:
+    """A relative POSIX path that stays under the model root (no absolute path, no '..')."""
+    if not isinstance(location, str) or not location.strip():
+        _fail("location", "must be a non-empty relative path")
+    if "\\" in location or PureWindowsPath(location).drive:
+        _fail("location", f"{location!r} must be a POSIX path relative to the model root")
+    path = PurePosixPath(location)
+    if path.is_absolute():
+        _fail("location", f"{location!r} is absolute; give a path relative to the model root")
+    if ".." in path.parts:
+        _fail("location", f"{location!r} escapes the model root ('..')")
+    return location
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One catalog entry.
+
+    ``location``: path under the model root (diffusers folder, weights file), or for
+    ``analytic`` the built-in model's name (``ld3core.models.builtin_names()``).
+    ``schedule``: a ``NoiseSchedule.config()`` dict, ``"from_scheduler_config"`` (diffusers)
+    or ``"builtin"`` (analytic). ``prediction``: eps / x0 / v / flow, or the same two markers.
+    ``sha256``: hex digest of the weights (``worker.loaders.weights_sha256``), required
+    except for analytic models. ``architecture``: registered network for safetensors/pickle.
+    """
+
+    key: str
+    format: Format
+    location: str
+    schedule: dict[str, Any] | str
+    prediction: str
+    sample_shape: tuple[int, ...]
+    conditioning: Conditioning = "none"
+    sha256: str | None = None
+    architecture: str | None = None
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not _KEY.match(self.key):
+            _fail("key", f"{self.key!r} must be 1-128 chars of lowercase letters, digits, '.', '_', '-'")
+        if self.format not in FORMATS:
+            _fail("format", f"unknown format {self.format!r}; known: {FORMATS}")
+        if self.format != "analytic":
+            check_location(self.location)
+        elif not isinstance(self.location, str) or not self.location:
+            _fail("location", "an analytic model's location is its built-in name")
+        self._check_schedule()
+        self._check_prediction()
+        try:
+            shape = tuple(int(d) for d in self.sample_shape)
+        except (TypeError, ValueError):
+            _fail("sample_shape", f"{self.sample_shape!r} must be a sequence of positive integers")
+        if not shape or any(d <= 0 for d in shape) or any(isinstance(d, bool) for d in self.sample_shape):
+            _fail("sample_shape", f"{self.sample_shape!r} must be a non-empty sequence of positive integers")
+        object.__setattr__(self, "sample_shape", shape)
+        if self.conditioning not in CONDITIONINGS:
+            _fail("conditioning", f"unknown conditioning {self.conditioning!r}; known: {CONDITIONINGS}")
+        if self.format == "analytic":
+            if self.sha256 is not None and not _SHA256.match(str(self.sha256)):
+                _fail("sha256", "must be 64 lowercase hex digits")
+            if self.conditioning != "none":
+                _fail("conditioning", "analytic models are unconditional")
+        elif self.sha256 is None:
+            _fail("sha256", f"required for format {self.format!r} (the weights' content hash)")
+        elif not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
+            _fail("sha256", f"{self.sha256!r} must be 64 lowercase hex digits")
+        needs_arch = self.format in ("safetensors", "pickle")
+        if needs_arch and not self.architecture:
+            _fail("architecture", f"required for format {self.format!r} (a registered architecture name)")
+        if not needs_arch and self.architecture is not None:
+            _fail("architecture", f"only safetensors and pickle weights name an architecture, not {self.format!r}")
+
+    def _check_schedule(self) -> None:
+        s = self.schedule
+        if isinstance(s, str):
+            allowed = {"diffusers": FROM_SCHEDULER_CONFIG, "analytic": BUILTIN}.get(self.format)
+            if s != allowed:
+                hint = f"{allowed!r} or a schedule config dict" if allowed else "a schedule config dict"
+                _fail("schedule", f"{s!r} is not valid for format {self.format!r}; give {hint}")
+            return
+        if not isinstance(s, dict):
+            _fail("schedule", f"must be a schedule config dict, got {type(s).__name__}")
+        if s.get("name") not in SCHEDULE_NAMES:
+            _fail("schedule", f"unknown noise schedule {s.get('name')!r}; known: {SCHEDULE_NAMES}")
+        if s["name"] == "vp_discrete" and not isinstance(s.get("alphas_cumprod"), (list, tuple)):
+            _fail("schedule", "vp_discrete needs an 'alphas_cumprod' list")
+
+    def _check_prediction(self) -> None:
+        p = self.prediction
+        if p in PREDICTIONS:
+            if p == "flow" and isinstance(self.schedule, dict) and self.schedule.get("name") != "flow":
+                _fail("prediction", "flow-velocity prediction needs the 'flow' schedule")
+            return
+        marker = {"diffusers": FROM_SCHEDULER_CONFIG, "analytic": BUILTIN}.get(self.format)
+        if p != marker or self.schedule != marker:
+            known = PREDICTIONS + ((marker,) if marker else ())
+            _fail("prediction", f"unknown prediction type {p!r} for format {self.format!r}; known: {known}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["sample_shape"] = list(self.sample_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - names)
+        if unknown:
+            _fail(unknown[0], f"unknown field; known: {sorted(names)}")
+        missing = sorted(n for n in ("key", "format", "location", "schedule", "prediction", "sample_shape") if n not in d)
+        if missing:
+            _fail(missing[0], "missing")
+        return cls(**{**d, "sample_shape": tuple(d["sample_shape"])})
