@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .heuristics import HEURISTICS
 from .parameterization import MODES
 from .solvers import SOLVERS
 
@@ -55,10 +54,9 @@ class LD3Config:
             bad("solver", f"unknown solver {self.solver!r}; known: {sorted(SOLVERS)}")
         if self.nfe < 1:
             bad("nfe", f"must be >= 1, got {self.nfe}")
-        if self.solver == "heun" and self.nfe < 3:
-            bad("nfe", "Heun needs at least 3 evaluations (2 steps) to learn an interior time")
-        if SOLVERS[self.solver].steps_for_nfe(self.nfe) < 2:
-            bad("nfe", "a single step has no interior time to learn")
+        steps = SOLVERS[self.solver].steps_for_nfe(self.nfe)
+        if steps < 2:
+            bad("nfe", f"{self.solver} at NFE {self.nfe} takes {steps} step; a single step has no interior time to learn")
         if self.loss not in LOSSES:
             bad("loss", f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
         if self.mode not in MODES:
@@ -98,4 +96,4 @@ class LD3Config:
         return replace(self, **changes)
 
 
-__all__ = ["LD3Config", "LOSSES", "HEURISTICS"]
+__all__ = ["LD3Config", "LOSSES"]

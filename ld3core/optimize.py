@@ -91,10 +91,6 @@ class JobResult:
     config: dict[str, Any]
     message: str
 
-    @property
-    def improved(self) -> bool:
-        return self.source == "ld3"
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable report (times as lists of floats)."""
         return {
