@@ -319,7 +319,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--default-job", action="store_true",
                    help="table 1 runs the full default job: JobConfig()'s pair counts, epochs and starts "
                         "(overrides --n-*, --phase*-epochs, --starts)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network call (CUDA graphs on a GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network call (inductor; no CUDA graphs)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per network measurement")
     p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's); 1 is steadier when shared")
     p.add_argument("--child", help=argparse.SUPPRESS)  # [nfe, remat]: one memory run, JSON on stdout

@@ -1,7 +1,11 @@
 """Optional acceleration: ``torch.compile`` of a denoiser's network call.
 
-On CUDA, ``mode="reduce-overhead"`` replays the captured kernels as CUDA graphs, which is
-what an LD3 iteration at batch 2 needs: its cost is kernel launches, not arithmetic.
+Inductor fuses the network's elementwise work into fewer kernels, which is what an LD3
+iteration at batch 2 needs: its cost is kernel launches, not arithmetic. CUDA graphs
+(``mode="reduce-overhead"``) are not used: on an H200 (torch 2.11) the full default job failed
+with "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run",
+because a solver keeps earlier network outputs alive (multistep history, tensors saved for the
+backward) while the same graph is replayed (benchmarks/results/train_cost_cuda_job_compiled.md).
 Shapes are static in an LD3 job (one batch size for training, one for validation), so
 each compiles once. The solver and the loop stay eager and differentiable.
 """
@@ -30,6 +34,5 @@ class CompiledDenoiser:
 
 
 def compile_denoiser(denoiser: Denoiser, device: torch.device | str = "cpu") -> CompiledDenoiser:
-    """Compile with CUDA graphs on a GPU, plain inductor elsewhere."""
-    mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
-    return CompiledDenoiser(denoiser, mode)
+    """Compile with inductor's default mode on every device (no CUDA graphs: see the module doc)."""
+    return CompiledDenoiser(denoiser, None)

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--device", default="cpu")
     o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    o.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA graphs on a GPU)")
+    o.add_argument("--compile", action="store_true", help="torch.compile the network call (inductor; no CUDA graphs)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.add_argument("--out", help="also write the JSON result to this file")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
