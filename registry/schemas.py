@@ -1,0 +1,412 @@
+"""Pydantic schemas shared by the API and the worker, split by role (``*Create`` in, ``*Public`` out).
+
+Every field is validated here with a message naming the reason (pydantic's ``loc`` names the
+field). What needs the database is checked by the API, not here: that the model exists in
+the catalog, and that guidance, class labels or prompts are only given for models
+conditioned on classes or text (``ModelRow.spec["conditioning"]``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+
+from . import solvers
+from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
+
+MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # worker.catalog's key rule
+SCOPES: tuple[str, ...] = ("schedules:read", "jobs:submit", "admin")
+EXPORT_FORMATS: tuple[str, ...] = ("raw", "diffusers", "k-diffusion", "comfyui")
+MAX_SAMPLES = 10_000
+MAX_SEED = 2**31 - 1  # stored in a 32-bit integer column
+
+ModelKey = Annotated[str, Field(pattern=MODEL_KEY_PATTERN, description="catalog key")]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Scope = Literal["schedules:read", "jobs:submit", "admin"]
+ExportFormat = Literal["raw", "diffusers", "k-diffusion", "comfyui"]
+Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+# Recipe defaults that differ between pixel and latent models (ld3core.config.LD3Config.latent).
+PIXEL_RECIPE = {"lr_xi": 5e-3, "lr_xic": 0.1, "phase2_epochs": 5}
+LATENT_RECIPE = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}
+
+
+def _known(name: str, value: str, known: tuple[str, ...]) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+    return value
+
+
+class JobOptions(BaseModel):
+    """LD3 options of a job; every field optional, defaults are ld3core's (the paper's recipe).
+
+    ``lr_xi``, ``lr_xic`` and ``phase2_epochs`` default to None: the paper's pixel or latent
+    recipe, chosen by the worker for the model (``job_config(..., latent=...)``).
+    ``gamma`` sets the soft-teacher ball radius r = gamma * d / NFE^2 (d: sample dimension).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Teacher.
+    teacher_solver: str = "unipc"
+    teacher_nfe: int = Field(20, ge=1, le=1000)
+    teacher_heuristic: str = "logsnr"
+    # Data: teacher pairs per split, starts, the test guard.
+    batch_size: int = Field(2, ge=1, le=1024, description="training batch (pairs per iteration)")
+    n_train: int = Field(50, ge=1, le=MAX_SAMPLES)
+    n_val: int = Field(50, ge=1, le=MAX_SAMPLES)
+    n_test: int = Field(100, ge=1, le=MAX_SAMPLES)
+    heuristics: list[str] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1)
+    starts: int = Field(3, ge=1, description="best heuristics (on validation) trained side by side")
+    guard_z: float = Field(1.645, ge=0, allow_inf_nan=False)
+    eval_batch_size: int = Field(64, ge=1, le=4096, description="teacher and evaluation batch")
+    # LD3.
+    loss: Literal["lpips", "lpips_alex", "l2", "l1"] = "lpips"
+    mode: Literal["time", "lambda"] = "time"
+    decoupled: bool = True
+    soft: bool = True
+    gamma: float = Field(0.001, ge=0, allow_inf_nan=False)
+    phase1_epochs: int = Field(2, ge=0, le=1000)
+    phase2_epochs: int | None = Field(None, ge=0, le=1000)
+    lr_xi: float | None = Field(None, ge=0, allow_inf_nan=False)
+    lr_xic: float | None = Field(None, ge=0, allow_inf_nan=False)
+    lr_x: float = Field(12.0, ge=0, allow_inf_nan=False)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    clip: float = Field(1.0, ge=0, allow_inf_nan=False)
+    patience: int = Field(5, ge=1)
+    factor: float = Field(0.8, gt=0, lt=1)
+    min_lr_xi: float = Field(5e-5, ge=0, allow_inf_nan=False)
+    min_lr_xic: float = Field(1e-6, ge=0, allow_inf_nan=False)
+    val_every: int = Field(5, ge=1)
+    select_on: Literal["hard", "soft"] = "hard"
+    remat: bool = True
+    val_batch_size: int = Field(64, ge=1, le=4096)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    # Conditioning (checked against the model's conditioning by the API).
+    guidance: float | None = Field(None, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance scale")
+    class_labels: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
+    prompts: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
+
+    @field_validator("teacher_solver")
+    @classmethod
+    def _teacher_solver(cls, v: str) -> str:
+        return _known("solver", v, solvers.SOLVER_NAMES)
+
+    @field_validator("teacher_heuristic")
+    @classmethod
+    def _teacher_heuristic(cls, v: str) -> str:
+        return _known("heuristic", v, solvers.HEURISTIC_NAMES)
+
+    @field_validator("n_train")
+    @classmethod
+    def _enough_train_pairs(cls, v: int, info: ValidationInfo) -> int:
+        bs = info.data.get("batch_size")
+        if bs is not None and v < bs:
+            raise ValueError(f"needs at least batch_size={bs} training pairs, got {v}")
+        return v
+
+    @field_validator("heuristics")
+    @classmethod
+    def _heuristics(cls, v: list[str]) -> list[str]:
+        for h in v:
+            _known("heuristic", h, solvers.HEURISTIC_NAMES)
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate heuristics in {v}")
+        return v
+
+    @field_validator("starts")
+    @classmethod
+    def _starts(cls, v: int, info: ValidationInfo) -> int:
+        hs = info.data.get("heuristics")
+        if hs is not None and v > len(hs):
+            raise ValueError(f"{v} starts but only {len(hs)} heuristics to start from")
+        return v
+
+    @field_validator("phase2_epochs")
+    @classmethod
+    def _some_training(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and v + (info.data.get("phase1_epochs") or 0) < 1:
+            raise ValueError("phase1_epochs + phase2_epochs must be >= 1 (at least one epoch of training)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind_of_condition(self) -> "JobOptions":
+        if self.class_labels is not None and self.prompts is not None:
+            raise ValueError("class_labels and prompts: give one or the other, a model has one kind of conditioning")
+        return self
+
+    def job_config(self, solver: str, nfe: int, *, latent: bool = False) -> dict[str, Any]:
+        """The ``ld3core.optimize.JobConfig.from_dict`` input for these options (no torch here)."""
+        recipe = LATENT_RECIPE if latent else PIXEL_RECIPE
+        pick = {k: recipe[k] if getattr(self, k) is None else getattr(self, k) for k in recipe}
+        ld3 = {
+            "solver": solver, "nfe": nfe, "loss": self.loss, "mode": self.mode, "decoupled": self.decoupled,
+            "soft": self.soft, "gamma": self.gamma, "batch_size": self.batch_size,
+            "phase1_epochs": self.phase1_epochs, "phase2_epochs": pick["phase2_epochs"],
+            "lr_xi": pick["lr_xi"], "lr_xic": pick["lr_xic"], "lr_x": self.lr_x, "momentum": self.momentum,
+            "clip": self.clip, "patience": self.patience, "factor": self.factor, "min_lr_xi": self.min_lr_xi,
+            "min_lr_xic": self.min_lr_xic, "val_every": self.val_every, "select_on": self.select_on,
+            "remat": self.remat, "val_batch_size": self.val_batch_size, "seed": self.seed,
+        }
+        teacher = {"solver": self.teacher_solver, "nfe": self.teacher_nfe, "heuristic": self.teacher_heuristic}
+        return {
+            "ld3": ld3, "teacher": teacher, "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
+            "starts": self.starts, "guard_z": self.guard_z, "heuristics": list(self.heuristics),
+            "batch_size": self.eval_batch_size,
+        }
+
+
+class JobCreate(BaseModel):
+    """``POST /jobs``: learn a schedule for (model, solver, nfe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelKey
+    solver: str
+    nfe: int = Field(ge=1, le=solvers.MAX_NFE)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+    @field_validator("solver")
+    @classmethod
+    def _solver(cls, v: str) -> str:
+        return solvers.check_solver(v)
+
+    @field_validator("nfe")
+    @classmethod
+    def _nfe(cls, v: int, info: ValidationInfo) -> int:
+        solver = info.data.get("solver")
+        return v if solver is None else solvers.check_nfe(solver, v)
+
+
+class JobProgress(BaseModel):
+    phase: str | None
+    done: int
+    total: int
+    loss_current: float | None
+    loss_best: float | None
+    eta_s: float | None
+    heartbeat_at: dt.datetime | None
+
+
+class JobEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: dt.datetime
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: JobEventRow) -> "JobEventPublic":
+        return cls.model_validate(row)
+
+
+class JobPublic(BaseModel):
+    """A job as the API shows it; ``events`` only where asked for (``GET /jobs/{id}``)."""
+
+    id: str
+    model: str
+    solver: str
+    nfe: int
+    options: dict[str, Any]
+    state: str
+    progress: JobProgress
+    attempts: int
+    cancel_requested: bool
+    worker: str | None
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    schedule_version_id: int | None
+    result: dict[str, Any] | None
+    curve: list[dict[str, Any]]
+    events: list[JobEventPublic] | None = None
+
+    @classmethod
+    def from_row(cls, row: JobRow, events: list[JobEventRow] | None = None) -> "JobPublic":
+        return cls(
+            id=row.id, model=row.model_key, solver=row.solver, nfe=row.nfe, options=row.options, state=row.state,
+            progress=JobProgress(phase=row.phase, done=row.progress_done, total=row.progress_total,
+                                 loss_current=row.loss_current, loss_best=row.loss_best, eta_s=row.eta_s,
+                                 heartbeat_at=row.heartbeat_at),
+            attempts=row.attempts, cancel_requested=row.cancel_requested, worker=row.worker, error=row.error,
+            created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+            schedule_version_id=row.schedule_version_id, result=row.result, curve=list(row.curve or []),
+            events=None if events is None else [JobEventPublic.from_row(e) for e in events],
+        )
+
+
+class ScheduleVersionCreate(BaseModel):
+    """A new immutable schedule version, as the worker hands it to ``jobs.finish_success``.
+
+    ``t_steps``, ``t_model``, ``sigmas`` and ``model_timesteps`` each hold N+1 finite values,
+    N the solver's step count at ``nfe``; ``t_steps`` strictly decreases.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_key: ModelKey
+    solver: str
+    nfe: int = Field(ge=1, le=solvers.MAX_NFE)
+    guidance: float | None = Field(None, ge=0, allow_inf_nan=False)
+    t_steps: list[FiniteFloat]
+    t_model: list[FiniteFloat]
+    time_space: str = Field(min_length=1, max_length=64)
+    sigmas: list[FiniteFloat]
+    model_timesteps: list[FiniteFloat]
+    schedule_config: dict[str, Any]
+    source: str = Field(min_length=1, max_length=32, description='"ld3" or the heuristic the guard returned')
+    model_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    config: dict[str, Any]
+    seed: int = Field(ge=0, le=MAX_SEED)
+    code_version: str = Field(min_length=1, max_length=64)
+    val_loss: float | None = Field(None, allow_inf_nan=False)
+    quality: dict[str, Any]
+    job_id: str | None = None
+    samples_png: bytes | None = None
+
+    @field_validator("solver")
+    @classmethod
+    def _solver(cls, v: str) -> str:
+        return solvers.check_solver(v)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "ScheduleVersionCreate":
+        n = solvers.steps_for_nfe(self.solver, self.nfe) + 1
+        for name in ("t_steps", "t_model", "sigmas", "model_timesteps"):
+            got = len(getattr(self, name))
+            if got != n:
+                raise ValueError(f"{name}: {self.solver} at NFE {self.nfe} takes {n - 1} steps, so {n} values; got {got}")
+        t = self.t_steps
+        if not all(a > b for a, b in zip(t[:-1], t[1:])):
+            raise ValueError(f"t_steps: must strictly decrease, got {t}")
+        return self
+
+
+class ScheduleVersionPublic(BaseModel):
+    id: int
+    model: str
+    solver: str
+    nfe: int
+    guidance: float | None
+    version: int
+    active: bool
+    t_steps: list[float]
+    t_model: list[float]
+    time_space: str
+    sigmas: list[float]
+    model_timesteps: list[float]
+    schedule_config: dict[str, Any]
+    source: str
+    model_sha256: str | None
+    config: dict[str, Any]
+    seed: int
+    code_version: str
+    val_loss: float | None
+    quality: dict[str, Any]
+    job_id: str | None
+    created_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: ScheduleVersionRow, *, active: bool = False) -> "ScheduleVersionPublic":
+        return cls(
+            id=row.id, model=row.model_key, solver=row.solver, nfe=row.nfe, guidance=row.guidance, version=row.version,
+            active=active, t_steps=row.t_steps, t_model=row.t_model, time_space=row.time_space, sigmas=row.sigmas,
+            model_timesteps=row.model_timesteps, schedule_config=row.schedule_config, source=row.source,
+            model_sha256=row.model_sha256, config=row.config, seed=row.seed, code_version=row.code_version,
+            val_loss=row.val_loss, quality=row.quality, job_id=row.job_id, created_at=row.created_at,
+        )
+
+
+class ScheduleExport(BaseModel):
+    """A schedule version in one consumer's format, with what that format loses or changes."""
+
+    format: ExportFormat
+    version: int
+    payload: dict[str, Any]
+    caveats: list[str] = []
+
+
+class ModelCreate(BaseModel):
+    """``POST /models``: a catalog entry (``worker.catalog.ModelSpec``'s fields and rules)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: ModelKey
+    format: Literal["diffusers", "safetensors", "analytic", "pickle"]
+    location: str = Field(min_length=1, max_length=1024)
+    schedule: dict[str, Any] | str
+    prediction: str
+    sample_shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, max_length=8)
+    conditioning: Literal["none", "class", "text"] = "none"
+    sha256: str | None = None
+    architecture: str | None = None
+    description: str = Field("", max_length=4000)
+
+    @model_validator(mode="after")
+    def _catalog_rules(self) -> "ModelCreate":
+        from worker.catalog import ModelSpec  # no torch: the catalog module validates specs only
+
+        ModelSpec.from_dict(self.model_dump())  # ValueError naming the field, e.g. "model spec field 'sha256': ..."
+        return self
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The spec as stored in ``ModelRow.spec`` (``ModelSpec.to_dict()``)."""
+        from worker.catalog import ModelSpec
+
+        return ModelSpec.from_dict(self.model_dump()).to_dict()
+
+
+class ModelPublic(BaseModel):
+    key: str
+    spec: dict[str, Any]
+    created_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: ModelRow) -> "ModelPublic":
+        return cls(key=row.key, spec=row.spec, created_at=row.created_at)
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Scope] = Field(min_length=1)
+
+    @field_validator("scopes")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate scopes in {v}")
+        return v
+
+
+class ApiKeyPublic(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: ApiKeyRow) -> "ApiKeyPublic":
+        return cls(id=row.id, name=row.name, prefix=row.prefix, scopes=list(row.scopes), created_at=row.created_at,
+                   revoked_at=row.revoked_at)
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    """The new key with its plaintext ``key``: shown this once, only its hash is stored."""
+
+    key: str
+
+
+__all__ = [
+    "JobOptions", "JobCreate", "JobProgress", "JobPublic", "JobEventPublic", "ScheduleVersionCreate",
+    "ScheduleVersionPublic", "ScheduleExport", "ModelCreate", "ModelPublic", "ApiKeyCreate", "ApiKeyPublic",
+    "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN",
+]

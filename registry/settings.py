@@ -1,0 +1,73 @@
+"""Service settings: one ``BaseSettings`` read from ``LD3_*`` environment variables.
+
+``Settings(**overrides)`` builds one in tests; ``get_settings()`` is the process-wide copy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that appear in examples and tutorials: never accepted as the admin key.
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "changeme", "change-me", "change_me", "changethis", "admin", "password", "secret", "default",
+    "test", "ld3", "ld3-admin", "letmein", "12345678", "",
+})
+MIN_ADMIN_KEY_CHARS = 16
+
+
+class Settings(BaseSettings):
+    """Every setting of the API, the worker and the embedded runner (env prefix ``LD3_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LD3_", extra="ignore")
+
+    database_url: str = "sqlite:///var/ld3.db"
+    broker_url: str | None = None  # None: embedded mode (in-process runner), else e.g. redis://127.0.0.1:6379/0
+    model_root: str = "models"
+    catalog_file: str = "models/catalog.json"
+    allow_pickle: bool = False
+    device: str = "auto"  # worker: cuda if available, else cpu
+    heartbeat_s: float = Field(10.0, gt=0)
+    stale_after_s: float = Field(120.0, gt=0)  # a running job whose heartbeat is older is taken over
+    visibility_timeout_s: int = Field(6 * 3600, gt=0)  # broker redelivery: above the longest job
+    progress_every_s: float = Field(2.0, gt=0)  # worker: at most one progress write per interval
+    checkpoint_every_s: float = Field(60.0, gt=0)  # worker: at most one checkpoint write per interval
+    poll_interval_s: float = Field(2.0, gt=0)  # embedded runner: idle poll for queued jobs
+    admin_key: str | None = None  # bootstrap admin API key
+    auth_required: bool = True  # False only for the local embedded quickstart: every request has all scopes
+    cors_origins: list[str] = []
+
+    @field_validator("admin_key")
+    @classmethod
+    def _refuse_default_admin_key(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.strip().lower() in KNOWN_DEFAULT_SECRETS:
+            raise ValueError(f"admin_key: {v!r} is a well-known default secret; set LD3_ADMIN_KEY to a random value")
+        if len(v) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(f"admin_key: must be at least {MIN_ADMIN_KEY_CHARS} characters, got {len(v)}")
+        return v
+
+    @field_validator("stale_after_s")
+    @classmethod
+    def _stale_above_heartbeat(cls, v: float, info: ValidationInfo) -> float:
+        hb = info.data.get("heartbeat_s")
+        if hb is not None and v <= 2 * hb:
+            raise ValueError(f"stale_after_s: {v} must exceed twice heartbeat_s ({hb}) or live jobs look dead")
+        return v
+
+    @property
+    def embedded(self) -> bool:
+        """No broker: the API process runs jobs itself."""
+        return self.broker_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()
+
+
+__all__ = ["Settings", "get_settings", "KNOWN_DEFAULT_SECRETS"]

@@ -1,0 +1,63 @@
+"""What the API checks about solvers, heuristics and losses, without importing torch.
+
+Mirrors ``ld3core.solvers.SOLVERS`` (and ``ld3core.config`` / ``ld3core.heuristics``);
+``tests/registry/test_solvers.py`` fails if the two drift apart.
+"""
+
+from __future__ import annotations
+
+# Network evaluations per step: Heun takes 2 per step, its last step is Euler (EDM's convention).
+EVALS_PER_STEP: dict[str, int] = {
+    "euler": 1,
+    "heun": 2,
+    "dpmpp_2m": 1,
+    "dpmpp_3m": 1,
+    "dpmpp_3m_exact": 1,
+    "unipc": 1,
+    "unipc_bh1_2": 1,
+    "unipc_bh1_3": 1,
+    "unipc_bh2_2": 1,
+    "unipc_bh2_3": 1,
+    "ipndm": 1,
+    "ipndm_2": 1,
+    "ipndm_3": 1,
+}
+SOLVER_NAMES: tuple[str, ...] = tuple(sorted(EVALS_PER_STEP))
+HEURISTIC_NAMES: tuple[str, ...] = ("time_uniform", "time_quadratic", "logsnr", "edm")  # ld3core order
+LOSSES: tuple[str, ...] = ("lpips", "lpips_alex", "l2", "l1")
+MODES: tuple[str, ...] = ("time", "lambda")
+MAX_NFE = 100
+MIN_STEPS = 2  # one step has no interior time to learn
+
+
+def check_solver(name: str) -> str:
+    """``name`` if ld3core knows the solver, else ValueError listing the known ones."""
+    if name not in EVALS_PER_STEP:
+        raise ValueError(f"unknown solver {name!r}; known: {', '.join(SOLVER_NAMES)}")
+    return name
+
+
+def steps_for_nfe(solver: str, nfe: int) -> int:
+    """Steps N that fit ``nfe`` network evaluations (``ld3core.solvers.SolverSpec.steps_for_nfe``)."""
+    if nfe < 1:
+        raise ValueError(f"nfe must be >= 1, got {nfe}")
+    return nfe if EVALS_PER_STEP[check_solver(solver)] == 1 else (nfe + 1) // 2
+
+
+def min_nfe(solver: str) -> int:
+    """The smallest NFE that gives ``solver`` at least two steps (LD3Config's rule)."""
+    return MIN_STEPS if EVALS_PER_STEP[check_solver(solver)] == 1 else 2 * MIN_STEPS - 1
+
+
+def check_nfe(solver: str, nfe: int, *, max_nfe: int = MAX_NFE) -> int:
+    """``nfe`` if LD3 can learn a schedule for ``solver`` at that budget, else ValueError saying why."""
+    lo = min_nfe(solver)
+    if not lo <= nfe <= max_nfe:
+        raise ValueError(f"{solver} needs an NFE between {lo} and {max_nfe} (at least {MIN_STEPS} steps to learn), got {nfe}")
+    return nfe
+
+
+__all__ = [
+    "EVALS_PER_STEP", "SOLVER_NAMES", "HEURISTIC_NAMES", "LOSSES", "MODES", "MAX_NFE",
+    "check_solver", "steps_for_nfe", "min_nfe", "check_nfe",
+]

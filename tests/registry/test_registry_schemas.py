@@ -1,0 +1,123 @@
+import pytest
+from pydantic import ValidationError
+
+from registry.schemas import ApiKeyCreate, JobCreate, JobOptions, ModelCreate, ScheduleVersionCreate
+
+
+def errors(exc: ValidationError) -> list[tuple[tuple, str]]:
+    return [(e["loc"], e["msg"]) for e in exc.errors()]
+
+
+def only_error(cls, **body) -> tuple[tuple, str]:
+    with pytest.raises(ValidationError) as e:
+        cls(**body)
+    (err,) = errors(e.value)
+    return err
+
+
+def test_job_create_defaults():
+    job = JobCreate(model="ddpm-digits", solver="heun", nfe=3)
+    assert job.options == JobOptions()
+    assert job.options.teacher_nfe == 20 and job.options.loss == "lpips"
+
+
+def test_unknown_solver_lists_known_ones():
+    loc, msg = only_error(JobCreate, model="m", solver="rk4", nfe=5)
+    assert loc == ("solver",)
+    assert "unknown solver 'rk4'" in msg and "dpmpp_2m" in msg and "unipc" in msg
+
+
+@pytest.mark.parametrize("solver,nfe,needle", [
+    ("heun", 2, "heun needs an NFE between 3 and 100"), ("euler", 1, "euler needs an NFE between 2"),
+    ("unipc", 101, "less than or equal to 100"),
+])
+def test_nfe_out_of_range_for_solver(solver, nfe, needle):
+    loc, msg = only_error(JobCreate, model="m", solver=solver, nfe=nfe)
+    assert loc == ("nfe",)
+    assert needle in msg
+
+
+def test_unknown_option_is_named():
+    loc, msg = only_error(JobCreate, model="m", solver="euler", nfe=4, options={"learning_rate": 1})
+    assert loc == ("options", "learning_rate") and "Extra inputs" in msg
+
+
+def test_bad_model_key():
+    loc, _ = only_error(JobCreate, model="../etc", solver="euler", nfe=4)
+    assert loc == ("model",)
+
+
+@pytest.mark.parametrize("options,field,needle", [
+    ({"teacher_solver": "rk4"}, "teacher_solver", "known"),
+    ({"teacher_heuristic": "cosine"}, "teacher_heuristic", "known: time_uniform"),
+    ({"batch_size": 8, "n_train": 4}, "n_train", "batch_size=8"),
+    ({"heuristics": ["edm"], "starts": 2}, "starts", "only 1 heuristics"),
+    ({"heuristics": ["edm", "edm"]}, "heuristics", "duplicate"),
+    ({"phase1_epochs": 0, "phase2_epochs": 0}, "phase2_epochs", "at least one epoch"),
+    ({"loss": "ssim"}, "loss", "lpips"),
+    ({"factor": 1.0}, "factor", "less than 1"),
+    ({"guidance": float("nan")}, "guidance", "finite"),
+    ({"class_labels": [-1]}, "class_labels", "greater than or equal to 0"),
+    ({"prompts": ["  "]}, "prompts", "at least 1 character"),
+    ({"seed": 2**31}, "seed", "less than or equal"),
+])
+def test_options_errors_name_field_and_reason(options, field, needle):
+    with pytest.raises(ValidationError) as e:
+        JobOptions(**options)
+    (loc, msg), = errors(e.value)
+    assert loc[0] == field and needle in msg, (loc, msg)
+
+
+def test_class_labels_and_prompts_exclusive():
+    with pytest.raises(ValidationError, match="class_labels and prompts"):
+        JobOptions(class_labels=[1], prompts=["a cat"])
+
+
+def test_job_config_is_what_ld3core_takes():
+    from ld3core.config import LD3Config
+    from ld3core.optimize import JobConfig
+
+    pixel = JobConfig.from_dict(JobOptions().job_config("unipc", 5))
+    assert pixel == JobConfig(ld3=LD3Config(solver="unipc", nfe=5))
+    latent = JobConfig.from_dict(JobOptions().job_config("heun", 5, latent=True))
+    assert latent.ld3 == LD3Config.latent(solver="heun", nfe=5)
+    set_by_user = JobOptions(lr_xi=0.02, seed=7, teacher_nfe=30, eval_batch_size=8).job_config("euler", 4, latent=True)
+    cfg = JobConfig.from_dict(set_by_user)
+    assert (cfg.ld3.lr_xi, cfg.ld3.seed, cfg.teacher.nfe, cfg.batch_size) == (0.02, 7, 30, 8)
+    assert cfg.ld3.lr_xic == LD3Config.latent().lr_xic
+
+
+def version_body(**kw):
+    body = dict(model_key="gmm", solver="heun", nfe=5, t_steps=[80.0, 10.0, 1.0, 0.002], t_model=[80.0, 9.0, 1.1, 0.002],
+                time_space="edm sigma", sigmas=[80.0, 10.0, 1.0, 0.002], model_timesteps=[80.0, 10.0, 1.0, 0.002],
+                schedule_config={"name": "edm"}, source="ld3", config={}, seed=0, code_version="abc", quality={})
+    return {**body, **kw}
+
+
+def test_schedule_version_create_lengths_and_order():
+    ScheduleVersionCreate(**version_body())  # heun at NFE 5: 3 steps, 4 values
+    with pytest.raises(ValidationError, match=r"sigmas: heun at NFE 5 takes 3 steps, so 4 values; got 3"):
+        ScheduleVersionCreate(**version_body(sigmas=[80.0, 1.0, 0.002]))
+    with pytest.raises(ValidationError, match="t_steps: must strictly decrease"):
+        ScheduleVersionCreate(**version_body(t_steps=[80.0, 1.0, 10.0, 0.002]))
+    with pytest.raises(ValidationError) as e:
+        ScheduleVersionCreate(**version_body(t_model=[80.0, float("inf"), 1.0, 0.002]))
+    assert errors(e.value)[0][0] == ("t_model", 1)
+
+
+def test_model_create_uses_catalog_rules(analytic_spec):
+    assert ModelCreate(**analytic_spec).spec_dict()["sample_shape"] == [2]
+    with pytest.raises(ValidationError, match="sha256"):
+        ModelCreate(**{**analytic_spec, "format": "diffusers", "location": "x", "schedule": "from_scheduler_config",
+                       "prediction": "from_scheduler_config"})
+    with pytest.raises(ValidationError) as e:
+        ModelCreate(**{**analytic_spec, "format": "onnx"})
+    assert errors(e.value)[0][0] == ("format",)
+
+
+def test_api_key_scopes():
+    assert ApiKeyCreate(name="ci", scopes=["jobs:submit"]).scopes == ["jobs:submit"]
+    loc, _ = only_error(ApiKeyCreate, name="ci", scopes=["root"])
+    assert loc[0] == "scopes"
+    loc, msg = only_error(ApiKeyCreate, name="ci", scopes=["admin", "admin"])
+    assert loc == ("scopes",) and "duplicate" in msg

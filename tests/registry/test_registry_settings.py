@@ -1,0 +1,36 @@
+import pytest
+from pydantic import ValidationError
+
+from registry.settings import Settings
+
+
+def test_defaults_are_the_embedded_mode(monkeypatch):
+    for name in [n for n in __import__("os").environ if n.startswith("LD3_")]:
+        monkeypatch.delenv(name)
+    s = Settings()
+    assert s.database_url.startswith("sqlite:///") and s.broker_url is None and s.embedded
+    assert s.auth_required and s.admin_key is None and not s.allow_pickle
+
+
+def test_environment_with_prefix(monkeypatch):
+    monkeypatch.setenv("LD3_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("LD3_STALE_AFTER_S", "300")
+    monkeypatch.setenv("LD3_CORS_ORIGINS", '["http://localhost:3000"]')
+    s = Settings()
+    assert s.broker_url == "redis://127.0.0.1:6379/0" and not s.embedded
+    assert s.stale_after_s == 300.0 and s.cors_origins == ["http://localhost:3000"]
+
+
+@pytest.mark.parametrize("key", ["changeme", "ChangeMe", "admin", "short-but-new"])
+def test_admin_key_refuses_defaults_and_short_keys(key):
+    with pytest.raises(ValidationError, match="admin_key"):
+        Settings(admin_key=key)
+
+
+def test_admin_key_accepts_a_random_one():
+    assert Settings(admin_key="x8Jq2mV0pLr7Tz5wKc").admin_key == "x8Jq2mV0pLr7Tz5wKc"
+
+
+def test_stale_must_exceed_heartbeats():
+    with pytest.raises(ValidationError, match="stale_after_s"):
+        Settings(heartbeat_s=10, stale_after_s=15)
