@@ -88,6 +88,37 @@ class AnalyticDenoiser:
         return self.mixture.posterior_mean(x, self.schedule.alpha(t), self.schedule.sigma(t))
 
 
+class ClassConditionalDenoiser:
+    """A conditional analytic model: class c's data is ``mixtures[c]``; ``bind(labels)`` gives the
+    exact denoiser of a batch whose sample i has class ``labels[i]`` (the conditional contract)."""
+
+    def __init__(self, mixtures: list[GaussianMixture], schedule: NoiseSchedule) -> None:
+        self.mixtures, self.schedule = list(mixtures), schedule
+
+    def bind(self, cond: Tensor) -> "_LabelledBatch":
+        if cond.ndim != 1 or cond.dtype.is_floating_point:
+            raise ValueError(f"class labels must be an integer tensor of shape (B,), got {cond.dtype} {tuple(cond.shape)}")
+        if bool((cond < 0).any()) or bool((cond >= len(self.mixtures)).any()):
+            raise ValueError(f"class labels must lie in 0..{len(self.mixtures) - 1}")
+        return _LabelledBatch(self, cond)
+
+
+class _LabelledBatch:
+    def __init__(self, model: ClassConditionalDenoiser, labels: Tensor) -> None:
+        self.model, self.labels, self.schedule = model, labels, model.schedule
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        if x.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"a batch of {x.shape[0]} samples for {self.labels.shape[0]} labels")
+        alpha, sigma = self.schedule.alpha(t), self.schedule.sigma(t)
+        out = torch.empty_like(x)
+        for c in self.labels.unique().tolist():
+            m = self.labels == c
+            a, s = (alpha[m], sigma[m]) if alpha.ndim else (alpha, sigma)
+            out[m] = self.model.mixtures[c].posterior_mean(x[m], a, s)
+        return out
+
+
 def grid_mixture(dim: int = 2, per_axis: int = 3, spacing: float = 1.0, std: float = 0.05, axes: int = 2) -> GaussianMixture:
     """Tight, well-separated modes on a grid in the first ``axes`` coordinates of R^dim."""
     coords = torch.linspace(-spacing, spacing, per_axis, dtype=DTYPE)

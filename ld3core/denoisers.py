@@ -4,6 +4,9 @@ A denoiser is a callable ``D(x, t) -> x0_hat`` (the data prediction) with a ``sc
 attribute. ``t`` is a float64 tensor of shape ``()`` or ``(B,)``: the time the network is
 conditioned on (with decoupled LD3 times, ``t^c_i``). Conversions between prediction types
 use alpha and sigma at that same ``t``; this module is the only place that holds them.
+
+A conditional denoiser (class labels, text embeddings) is a family of denoisers:
+``bind(cond)`` gives the denoiser of a batch whose sample i carries condition ``cond[i]``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,32 @@ class Denoiser(Protocol):
     schedule: NoiseSchedule
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor: ...
+
+
+class ConditionalDenoiser(Protocol):
+    schedule: NoiseSchedule
+
+    def bind(self, cond: Tensor) -> Denoiser:
+        """The denoiser of a batch whose sample i carries ``cond[i]`` (dim 0 is the batch)."""
+        ...
+
+
+def is_conditional(denoiser: Denoiser | ConditionalDenoiser) -> bool:
+    return callable(getattr(denoiser, "bind", None))
+
+
+def conditioned(denoiser: Denoiser | ConditionalDenoiser, cond: Tensor | None) -> Denoiser:
+    """The denoiser for a batch with per-sample conditions ``cond`` (None: an unconditional batch).
+
+    Refuses a conditional denoiser without conditions and conditions for an unconditional one.
+    """
+    if cond is None:
+        if is_conditional(denoiser):
+            raise ValueError("a conditional denoiser needs per-sample conditions (the pairs carry none)")
+        return denoiser  # type: ignore[return-value]
+    if not is_conditional(denoiser):
+        raise ValueError("per-sample conditions given for an unconditional denoiser")
+    return denoiser.bind(cond)  # type: ignore[union-attr]
 
 
 def bcast(c: Tensor, x: Tensor) -> Tensor:
@@ -101,6 +130,37 @@ class GuidedDenoiser:
         tt = t.expand(b) if t.ndim == 0 else t
         x0_c, x0_u = self.inner(torch.cat([x, x]), torch.cat([tt, tt])).split(b)
         return x0_u + self.scale * (x0_c - x0_u)
+
+
+class GuidedNetwork:
+    """A conditional network as a conditional denoiser, with classifier-free guidance.
+
+    ``net(x, model_time, cond) -> prediction``; ``uncond`` is the null condition of one sample
+    (a label of shape ``()``, an embedding ``(L, D)``). ``bind(cond)`` gives a ``GuidedDenoiser``
+    at ``scale``; scale 1 is the conditional model itself, called without the unconditional half.
+    """
+
+    def __init__(
+        self,
+        net: Callable[..., Tensor],
+        schedule: NoiseSchedule,
+        prediction: Prediction,
+        uncond: Tensor,
+        scale: float,
+        model_time: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction type {prediction!r}; known: {PREDICTIONS}")
+        self.net, self.schedule, self.prediction, self.model_time = net, schedule, prediction, model_time
+        self.uncond, self.scale = uncond, float(scale)
+
+    def bind(self, cond: Tensor) -> Denoiser:
+        if cond.shape[1:] != self.uncond.shape:
+            raise ValueError(f"conditions of shape {tuple(cond.shape[1:])} per sample; this model takes {tuple(self.uncond.shape)}")
+        if self.scale == 1.0:
+            return NetworkDenoiser(self.net, self.schedule, self.prediction, self.model_time, cond=(cond,))
+        uncond = self.uncond.to(cond.device).expand(cond.shape[0], *self.uncond.shape)
+        return GuidedDenoiser(self.net, self.schedule, self.prediction, cond, uncond, self.scale, self.model_time)
 
 
 class Rematerialized:

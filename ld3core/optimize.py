@@ -7,6 +7,10 @@ Beyond the paper's recipe (one start, checkpoint picked on 50 noisy validation p
   schedule is returned only if it beats the best heuristic there, in a one-sided paired
   comparison (mean + guard_z * sem of the per-pair loss differences below 0), otherwise the
   job says so and returns that heuristic, with both figures.
+
+Conditional models: ``conditions(seeds) -> Tensor`` gives each sample's condition as a pure
+function of its seed (and the caller's job options), so that a resumed job recomputes the
+same pairs; every pass over the pairs (teacher, scoring, training, test) uses them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .config import LD3Config
-from .denoisers import Denoiser
+from .denoisers import ConditionalDenoiser, Denoiser, conditioned
 from .heuristics import HEURISTICS, heuristic
 from .solvers import get_solver
 from .teacher import Pairs, TeacherSpec, teacher_pairs
@@ -76,6 +80,9 @@ class JobConfig:
         }
 
 
+Conditions = Callable[[Sequence[int]], Tensor]  # sample seeds -> per-sample conditions (n, ...)
+
+
 @dataclass
 class JobResult:
     t_steps: Tensor  # what to use: learned if it beat the best heuristic on test, else that heuristic
@@ -118,21 +125,25 @@ def _mean_sem(v: Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def per_sample_losses(
-    denoiser: Denoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs, loss_fn: LossFn, batch_size: int
+    denoiser: Denoiser | ConditionalDenoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs,
+    loss_fn: LossFn, batch_size: int,
 ) -> Tensor:
-    """Loss of one discretization on every pair, batched, from the original x_T."""
+    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T."""
     fn, out = get_solver(solver).fn, []
     for i in range(0, len(pairs), batch_size):
-        x0 = fn(denoiser, pairs.x_T[i : i + batch_size], t_steps, t_model)
+        den = conditioned(denoiser, None if pairs.cond is None else pairs.cond[i : i + batch_size])
+        x0 = fn(den, pairs.x_T[i : i + batch_size], t_steps, t_model)
         out.append(loss_fn(x0, pairs.x_0[i : i + batch_size]))
     return torch.cat(out)
 
 
 def job_pairs(
-    denoiser: Denoiser, sample_shape: Sequence[int], cfg: JobConfig, *, dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu", on_progress: Callable[[Progress], None] | None = None,
+    denoiser: Denoiser | ConditionalDenoiser, sample_shape: Sequence[int], cfg: JobConfig, *,
+    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+    on_progress: Callable[[Progress], None] | None = None, conditions: Conditions | None = None,
 ) -> dict[str, Pairs]:
-    """Teacher pairs for the train, val and test splits of a job (batched, no autograd)."""
+    """Teacher pairs for the train, val and test splits of a job (batched, no autograd);
+    ``conditions`` gives a conditional model's per-sample conditions from the split's seeds."""
     seeds, out, done = cfg.seeds(), {}, 0
     total = sum(len(v) for v in seeds.values())
     for name, split_seeds in seeds.items():
@@ -140,14 +151,15 @@ def job_pairs(
             if on_progress:
                 on_progress(Progress("teacher", base + k, total))
 
+        cond = None if conditions is None else conditions(split_seeds)
         out[name] = teacher_pairs(denoiser, cfg.teacher, split_seeds, sample_shape, batch_size=cfg.batch_size,
-                                  dtype=dtype, device=device, on_batch=report)
+                                  dtype=dtype, device=device, on_batch=report, cond=cond)
         done += len(split_seeds)
     return out
 
 
 def run_job(
-    denoiser: Denoiser,
+    denoiser: Denoiser | ConditionalDenoiser,
     sample_shape: Sequence[int],
     cfg: JobConfig,
     loss_fn: LossFn,
@@ -159,15 +171,18 @@ def run_job(
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
     pairs: dict[str, Pairs] | None = None,
+    conditions: Conditions | None = None,
 ) -> JobResult:
     """Run an LD3 job end to end. ``resume`` is a state handed to ``on_checkpoint`` earlier;
-    ``pairs`` ("train", "val", "test") skips the teacher when the caller already has them."""
+    ``pairs`` ("train", "val", "test") skips the teacher when the caller already has them;
+    ``conditions`` (seeds -> per-sample conditions) is required for a conditional denoiser."""
     ld3, sch, n = cfg.ld3, denoiser.schedule, cfg.ld3.n_steps
     timings: dict[str, float] = {}
 
     # Teacher pairs for the three splits (deterministic from the seeds: recomputed on resume).
     t0 = _clock(device)
-    splits = pairs or job_pairs(denoiser, sample_shape, cfg, dtype=dtype, device=device, on_progress=on_progress)
+    splits = pairs or job_pairs(denoiser, sample_shape, cfg, dtype=dtype, device=device, on_progress=on_progress,
+                                conditions=conditions)
     timings["teacher_s"] = _clock(device) - t0
 
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.

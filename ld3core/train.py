@@ -2,7 +2,8 @@
 
 K starts (initial discretizations, e.g. the best heuristics) are trained side by side: one
 network call carries every start's batch, each sample with its own step times. Per
-iteration and per start: loss = d(Psi_xi(x'_T), Psi_*(x_T)) on a batch; RMSprop on xi,
+iteration and per start: loss = d(Psi_xi(x'_T), Psi_*(x_T)) on a batch (each sample under its
+own condition when the pairs carry conditions); RMSprop on xi,
 SGD on xi^c (phase 2 only), SGD on x'_T then projection onto ||x'_T - x_T|| <= r sigma_T.
 Validation (hard loss from x_T, soft loss from the moved validation x'_T) runs every
 ``val_every`` iterations, batched, and drives reduce-on-plateau and the best checkpoint.
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .config import LD3Config
-from .denoisers import Denoiser, Rematerialized
+from .denoisers import ConditionalDenoiser, Denoiser, Rematerialized, conditioned, is_conditional
 from .optim import clip_rows, finite_rows, project_ball, rmsprop_state, rmsprop_step, sgd_step
 from .parameterization import model_times, project_xic, times_from_xi, xi_from_times
 from .solvers import get_solver
@@ -71,10 +72,11 @@ def radius(cfg: LD3Config, sample_numel: int, sigma_T: float) -> float:
 class _Run:
     """Holds the tensors of one training run; methods are the steps of the loop."""
 
-    def __init__(self, denoiser: Denoiser, train: Pairs, val: Pairs, init_times: Tensor, cfg: LD3Config, loss_fn: LossFn):
+    def __init__(self, denoiser: Denoiser | ConditionalDenoiser, train: Pairs, val: Pairs, init_times: Tensor, cfg: LD3Config, loss_fn: LossFn):
         self.cfg, self.loss_fn = cfg, loss_fn
         self.sch = denoiser.schedule
-        self.den = Rematerialized(denoiser) if cfg.remat else denoiser
+        self.base = denoiser
+        self.den = None if train.cond is not None else self._remat(denoiser)  # unconditional: one denoiser
         self.solver = get_solver(cfg.solver).fn
         self.train, self.val = train, val
         self.device = train.x_T.device
@@ -110,11 +112,16 @@ class _Run:
         tc = model_times(t, xic, self.sch, self.cfg.mode) if self.cfg.decoupled else t
         return t, tc
 
-    def solve(self, x: Tensor, t: Tensor, tc: Tensor) -> Tensor:
-        """x (K, n, *shape), t/tc (K, N+1) -> outputs (K, n, *shape), per-sample times."""
+    def _remat(self, den: Denoiser) -> Denoiser:
+        return Rematerialized(den) if self.cfg.remat else den
+
+    def solve(self, x: Tensor, t: Tensor, tc: Tensor, cond: Tensor | None) -> Tensor:
+        """x (K, n, *shape), t/tc (K, N+1), cond (n, ...) or None -> outputs (K, n, *shape), per-sample times."""
         k, n = x.shape[:2]
         ts, tcs = t.repeat_interleave(n, 0).T, tc.repeat_interleave(n, 0).T
-        return self.solver(self.den, x.flatten(0, 1), ts, tcs).view(x.shape)
+        # Row j of x.flatten(0, 1) is sample j % n of start j // n: conditions repeat per start.
+        den = self.den if cond is None else self._remat(conditioned(self.base, cond.repeat(k, *[1] * (cond.ndim - 1))))
+        return self.solver(den, x.flatten(0, 1), ts, tcs).view(x.shape)
 
     def losses(self, out: Tensor, target: Tensor) -> Tensor:
         """(K, n, *shape) vs (n, *shape) -> per-sample losses (K, n)."""
@@ -129,7 +136,8 @@ class _Run:
         xic = self.xic.detach().requires_grad_(phase2 and cfg.decoupled)
         xp = self.x_train[:, idx].detach().requires_grad_(cfg.soft)
         t, tc = self.times(xi, xic)
-        loss = self.losses(self.solve(xp, t, tc), self.train.x_0[idx]).mean(1)  # (K,)
+        cond = None if self.train.cond is None else self.train.cond[idx]
+        loss = self.losses(self.solve(xp, t, tc, cond), self.train.x_0[idx]).mean(1)  # (K,)
         loss.sum().backward()  # starts are independent: each row gets its own gradient
         grads = [g for g in (xi.grad, xic.grad, xp.grad) if g is not None]
         ok = finite_rows(loss[:, None], *grads)
@@ -148,7 +156,9 @@ class _Run:
             self.x_train[:, idx] = project_ball(moved, self.train.x_T[idx], self.r, self.sample_ndim)
         self.iteration += 1
 
-    def _chunked(self, x: Tensor, t: Tensor, tc: Tensor, target: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
+    def _chunked(
+        self, x: Tensor, t: Tensor, tc: Tensor, target: Tensor, cond: Tensor | None, grad: bool
+    ) -> tuple[Tensor, Tensor | None]:
         """Per-sample losses (K, n) over a set of pairs in chunks; optionally d/dx.
 
         Without autograd a chunk holds up to ``val_batch_size`` samples; with it, 4 x
@@ -161,7 +171,8 @@ class _Run:
         for i in range(0, n, per_chunk):
             xs = x[:, i : i + per_chunk].detach().requires_grad_(grad)
             with torch.set_grad_enabled(grad):
-                lo = self.losses(self.solve(xs, t, tc), target[i : i + per_chunk])
+                c = None if cond is None else cond[i : i + per_chunk]
+                lo = self.losses(self.solve(xs, t, tc, c), target[i : i + per_chunk])
                 if grad:
                     # Same scale as a training step: mean over a batch of batch_size samples.
                     (lo.sum() / self.cfg.batch_size).backward()
@@ -174,7 +185,7 @@ class _Run:
         if not self.cfg.soft:
             return
         t, tc = self.times(self.xi, self.xic)
-        _, g = self._chunked(self.x_val, t.detach(), tc.detach(), self.val.x_0, grad=True)
+        _, g = self._chunked(self.x_val, t.detach(), tc.detach(), self.val.x_0, self.val.cond, grad=True)
         ok = finite_rows(g)
         moved = sgd_step(self.x_val, g, self.lr_x, ok)
         self.x_val = project_ball(moved, self.val.x_T.unsqueeze(0), self.r, self.sample_ndim)
@@ -185,9 +196,11 @@ class _Run:
         t, tc = self.times(self.xi, self.xic)
         x_hard = self.val.x_T.unsqueeze(0).expand(self.K, *self.val.x_T.shape)
         if not self.cfg.soft:
-            hard = self._chunked(x_hard, t, tc, self.val.x_0, grad=False)[0].mean(1).tolist()
+            hard = self._chunked(x_hard, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1).tolist()
             return hard, hard
-        both = self._chunked(torch.cat([x_hard, self.x_val], 1), t, tc, self.val.x_0.repeat(2, *[1] * (self.val.x_0.ndim - 1)), grad=False)[0]
+        cond = None if self.val.cond is None else torch.cat([self.val.cond, self.val.cond])
+        both = self._chunked(torch.cat([x_hard, self.x_val], 1), t, tc, self.val.x_0.repeat(2, *[1] * (self.val.x_0.ndim - 1)),
+                             cond, grad=False)[0]
         n = len(self.val)
         return both[:, :n].mean(1).tolist(), both[:, n:].mean(1).tolist()
 
@@ -264,7 +277,7 @@ def _monotone_finite(t: Tensor) -> bool:
 
 
 def train(
-    denoiser: Denoiser,
+    denoiser: Denoiser | ConditionalDenoiser,
     train_pairs: Pairs,
     val_pairs: Pairs,
     init_times: Tensor,
@@ -277,11 +290,18 @@ def train(
     resume: dict[str, Any] | None = None,
     progress_every: int = 5,
 ) -> TrainResult:
-    """Learn step times from ``init_times`` (K, N+1): one row per start, trained side by side."""
+    """Learn step times from ``init_times`` (K, N+1): one row per start, trained side by side.
+
+    A conditional ``denoiser`` needs pairs with per-sample conditions (``Pairs.cond``).
+    """
     if init_times.ndim != 2 or init_times.shape[1] != cfg.n_steps + 1:
         raise ValueError(f"init_times must be (K, {cfg.n_steps + 1}) for {cfg.solver} at NFE {cfg.nfe}")
     if len(train_pairs) < cfg.batch_size:
         raise ValueError(f"need at least batch_size={cfg.batch_size} training pairs, got {len(train_pairs)}")
+    if (train_pairs.cond is None) != (val_pairs.cond is None):
+        raise ValueError("training and validation pairs must both carry conditions or both none")
+    if (train_pairs.cond is not None) != is_conditional(denoiser):
+        raise ValueError("a conditional denoiser needs pairs with conditions, an unconditional one pairs without")
     run = _Run(denoiser, train_pairs, val_pairs, init_times, cfg, loss_fn)
     t0 = time.perf_counter()
     stopped = False

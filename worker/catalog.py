@@ -30,6 +30,21 @@ def _fail(name: str, reason: str) -> None:
     raise ValueError(f"model spec field {name!r}: {reason}")
 
 
+def _shape(name: str, value: Any) -> tuple[int, ...]:
+    """A non-empty tuple of positive integers, or a failure naming the field."""
+    try:
+        shape = tuple(int(d) for d in value)
+    except (TypeError, ValueError):
+        _fail(name, f"{value!r} must be a sequence of positive integers")
+    if not shape or any(d <= 0 for d in shape) or any(isinstance(d, bool) for d in value):
+        _fail(name, f"{value!r} must be a non-empty sequence of positive integers")
+    return shape
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def check_location(location: str) -> str:
     """A relative POSIX path that stays under the model root (no absolute path, no '..')."""
     if not isinstance(location, str) or not location.strip():
@@ -54,6 +69,10 @@ class ModelSpec:
     or ``"builtin"`` (analytic). ``prediction``: eps / x0 / v / flow, or the same two markers.
     ``sha256``: hex digest of the weights (``worker.loaders.weights_sha256``), required
     except for analytic models. ``architecture``: registered network for safetensors/pickle.
+    ``num_classes`` / ``null_class`` (class conditioning, both required then): labels
+    0..num_classes-1 are the classes, ``null_class`` the label of the unconditional prediction
+    used by classifier-free guidance. ``image_shape``: a latent model's decoded image shape
+    (diffusers pipeline folders with a VAE); ``sample_shape`` is then the latent shape.
     """
 
     key: str
@@ -65,6 +84,9 @@ class ModelSpec:
     conditioning: Conditioning = "none"
     sha256: str | None = None
     architecture: str | None = None
+    num_classes: int | None = None
+    null_class: int | None = None
+    image_shape: tuple[int, ...] | None = None
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -78,15 +100,14 @@ class ModelSpec:
             _fail("location", "an analytic model's location is its built-in name")
         self._check_schedule()
         self._check_prediction()
-        try:
-            shape = tuple(int(d) for d in self.sample_shape)
-        except (TypeError, ValueError):
-            _fail("sample_shape", f"{self.sample_shape!r} must be a sequence of positive integers")
-        if not shape or any(d <= 0 for d in shape) or any(isinstance(d, bool) for d in self.sample_shape):
-            _fail("sample_shape", f"{self.sample_shape!r} must be a non-empty sequence of positive integers")
-        object.__setattr__(self, "sample_shape", shape)
+        object.__setattr__(self, "sample_shape", _shape("sample_shape", self.sample_shape))
+        if self.image_shape is not None:
+            if self.format != "diffusers":
+                _fail("image_shape", f"only latent diffusers pipelines have a decoded image shape, not format {self.format!r}")
+            object.__setattr__(self, "image_shape", _shape("image_shape", self.image_shape))
         if self.conditioning not in CONDITIONINGS:
             _fail("conditioning", f"unknown conditioning {self.conditioning!r}; known: {CONDITIONINGS}")
+        self._check_classes()
         if self.format == "analytic":
             if self.sha256 is not None and not _SHA256.match(str(self.sha256)):
                 _fail("sha256", "must be 64 lowercase hex digits")
@@ -101,6 +122,23 @@ class ModelSpec:
             _fail("architecture", f"required for format {self.format!r} (a registered architecture name)")
         if not needs_arch and self.architecture is not None:
             _fail("architecture", f"only safetensors and pickle weights name an architecture, not {self.format!r}")
+
+    def _check_classes(self) -> None:
+        if self.conditioning != "class":
+            for name in ("num_classes", "null_class"):
+                if getattr(self, name) is not None:
+                    _fail(name, f"only class-conditional models have one, not conditioning {self.conditioning!r}")
+            return
+        if self.num_classes is None:
+            _fail("num_classes", "required for class conditioning (labels are 0..num_classes-1)")
+        if not _is_int(self.num_classes) or self.num_classes < 1:
+            _fail("num_classes", f"{self.num_classes!r} must be a positive integer")
+        if self.null_class is None:
+            _fail("null_class", "required for class conditioning (the unconditional label of classifier-free guidance)")
+        if not _is_int(self.null_class) or self.null_class < 0:
+            _fail("null_class", f"{self.null_class!r} must be a non-negative integer")
+        if self.null_class < self.num_classes:
+            _fail("null_class", f"{self.null_class} is one of the classes 0..{self.num_classes - 1}; the null label must be another")
 
     def _check_schedule(self) -> None:
         s = self.schedule
@@ -131,6 +169,7 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["sample_shape"] = list(self.sample_shape)
+        d["image_shape"] = None if self.image_shape is None else list(self.image_shape)
         return d
 
     @classmethod
@@ -142,4 +181,4 @@ class ModelSpec:
         missing = sorted(n for n in ("key", "format", "location", "schedule", "prediction", "sample_shape") if n not in d)
         if missing:
             _fail(missing[0], "missing")
-        return cls(**{**d, "sample_shape": tuple(d["sample_shape"])})
+        return cls(**d)  # shapes become tuples in __post_init__

@@ -4,6 +4,12 @@ Every file is checked before it is read: it must lie under the model root and ma
 catalog's sha256. Weights are tensors only (safetensors; pickles only when an operator sets
 ``allow_pickle``, and then ``torch.load(weights_only=True)``). The loaded network is frozen
 (``requires_grad_(False)``, eval mode): LD3 backpropagates through it to the time steps only.
+
+Diffusers folders come in two layouts: a flat model folder (``config.json``, weights,
+``scheduler_config.json``; a ``UNet2DModel``, optionally with class embeddings) and a pipeline
+folder (``model_index.json`` with ``unet/``, ``scheduler/`` and, for latent models, ``vae/``; a
+Stable-Diffusion-style text pipeline adds ``text_encoder/`` and ``tokenizer/``). Only the
+classes named here are ever instantiated, whatever ``model_index.json`` says.
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ld3core.denoisers import Denoiser, GuidedDenoiser, NetworkDenoiser
+from ld3core.denoisers import Denoiser, GuidedDenoiser, GuidedNetwork, NetworkDenoiser
 from ld3core.models import load_builtin
 from ld3core.schedules import NoiseSchedule, RectifiedFlow, VPDiscrete, schedule_from_config
 
@@ -33,12 +39,33 @@ class ModelLoadError(ValueError):
     """A catalog model that cannot be loaded: missing, tampered with, inconsistent or refused."""
 
 
+class PromptEncoder:
+    """A frozen CLIP tokenizer + text encoder: prompts -> embeddings (n, L, D) (the last hidden
+    state at the tokenizer's full length, as Stable Diffusion conditions its UNet)."""
+
+    def __init__(self, tokenizer: Any, text_encoder: nn.Module) -> None:
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str]) -> Tensor:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, not one string")
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        device = next(self.text_encoder.parameters()).device
+        return self.text_encoder(ids.to(device)).last_hidden_state
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A frozen network in ld3core's terms.
 
-    ``denoiser`` is ready for unconditional models; conditional ones (``class``) build one per
-    batch of labels with ``guided``. ``net(x, model_time, *cond) -> prediction``.
+    ``denoiser`` is ready for unconditional models; conditional ones (``class``, ``text``) give a
+    conditional denoiser with ``conditional(guidance)``: per-sample conditions (labels (n,),
+    embeddings (n, L, D) from ``encode_prompts``) bound per batch, with classifier-free guidance
+    against ``null_cond`` (the null label, the empty prompt's embedding). ``net(x, model_time,
+    *cond) -> prediction``. Latent models (a ``vae``) sample in latent space (``sample_shape``)
+    and ``decode`` to images (``image_shape``); for pixel models ``image_shape == sample_shape``.
     """
 
     spec: ModelSpec
@@ -49,12 +76,49 @@ class LoadedModel:
     net: Callable[..., Tensor] | None = None
     model_time: Callable[[Tensor], Tensor] | None = None
     module: nn.Module | None = None
+    null_cond: Tensor | None = None
+    vae: nn.Module | None = None
+    prompt_encoder: PromptEncoder | None = None
+    image_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.image_shape:
+            object.__setattr__(self, "image_shape", self.sample_shape)
+
+    @property
+    def conditioning(self) -> str:
+        return self.spec.conditioning
+
+    @property
+    def latent(self) -> bool:
+        return self.vae is not None
+
+    def conditional(self, guidance: float = 1.0) -> GuidedNetwork:
+        """The conditional denoiser at guidance scale ``guidance`` (1: the conditional model alone)."""
+        if self.net is None or self.null_cond is None:
+            raise ModelLoadError(f"model {self.spec.key!r} is unconditional")
+        return GuidedNetwork(self.net, self.schedule, self.prediction, self.null_cond, guidance, self.model_time)
 
     def guided(self, cond: Tensor, uncond: Tensor, scale: float) -> GuidedDenoiser:
         """Classifier-free guidance with one condition per sample (``cond``, ``uncond``: (B, ...))."""
         if self.net is None:
             raise ModelLoadError(f"model {self.spec.key!r} has no conditional network")
         return GuidedDenoiser(self.net, self.schedule, self.prediction, cond, uncond, scale, self.model_time)
+
+    def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
+        """Text embeddings (n, L, D) of ``prompts`` for a text-conditional model."""
+        if self.prompt_encoder is None:
+            raise ModelLoadError(f"model {self.spec.key!r} takes no text prompts (conditioning {self.conditioning!r})")
+        return self.prompt_encoder(prompts)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """A latent model's images (B, *image_shape), nominally in [-1, 1] (not clamped, so that
+        gradients flow): the VAE decoder at ``latents / scaling_factor + shift_factor``."""
+        if self.vae is None:
+            raise ModelLoadError(f"model {self.spec.key!r} is a pixel-space model; there is nothing to decode")
+        cfg = self.vae.config
+        z = latents / cfg.scaling_factor + (cfg.shift_factor or 0.0)
+        return self.vae.decode(z.to(next(self.vae.parameters()).dtype)).sample
 
 
 def sha256_file(path: Path) -> str:
@@ -68,8 +132,12 @@ def sha256_file(path: Path) -> str:
 def weights_sha256(path: str | Path) -> str:
     """The catalog hash of a weights file, or of a model folder's weight files.
 
+    A folder's weight files are every file whose name ends in one of ``WEIGHT_SUFFIXES``, in
+    the folder and all its subfolders (a pipeline's ``unet/``, ``vae/``, ``text_encoder/``).
     A folder with one weights file hashes as that file (so ``sha256sum`` agrees); with several,
-    as the sha256 of the lines ``"<relative path> <file sha256>\\n"`` in sorted order.
+    as the sha256 of the lines ``"<relative POSIX path> <file sha256>\\n"`` sorted by path, so
+    that the digest covers both the contents and where each file sits. Configs, scheduler and
+    tokenizer files are not hashed; the loader checks what they declare against the network.
     """
     path = Path(path)
     if path.is_file():
@@ -126,16 +194,18 @@ def load_model(spec: ModelSpec, model_root: str | Path, *, allow_pickle: bool = 
     return loaders[spec.format](spec, path, torch.device(device), allow_pickle)
 
 
-def _check_shape(spec: ModelSpec, shape: tuple[int, ...]) -> None:
-    if tuple(shape) != spec.sample_shape:
-        raise ModelLoadError(f"model {spec.key!r}: catalog sample_shape {spec.sample_shape} but the model has {tuple(shape)}")
+def _check_shape(spec: ModelSpec, shape: tuple[int, ...], field: str = "sample_shape") -> None:
+    expected = spec.sample_shape if field == "sample_shape" else spec.image_shape
+    if tuple(shape) != expected:
+        raise ModelLoadError(f"model {spec.key!r}: catalog {field} {expected} but the model has {tuple(shape)}")
 
 
-def _wrap(spec: ModelSpec, net: Callable[..., Tensor], schedule: NoiseSchedule, prediction: str, model_time=None, module=None) -> LoadedModel:
+def _wrap(spec: ModelSpec, net: Callable[..., Tensor], schedule: NoiseSchedule, prediction: str, model_time=None,
+          module=None, **extras: Any) -> LoadedModel:
     if spec.prediction in ("eps", "x0", "v", "flow") and spec.prediction != prediction:
         raise ModelLoadError(f"model {spec.key!r}: catalog prediction {spec.prediction!r} but the model predicts {prediction!r}")
     denoiser = NetworkDenoiser(net, schedule, prediction, model_time) if spec.conditioning == "none" else None
-    return LoadedModel(spec, denoiser, schedule, prediction, spec.sample_shape, net, model_time, module)
+    return LoadedModel(spec, denoiser, schedule, prediction, spec.sample_shape, net, model_time, module, **extras)
 
 
 def _load_analytic(spec: ModelSpec) -> LoadedModel:
@@ -155,6 +225,8 @@ def _load_analytic(spec: ModelSpec) -> LoadedModel:
 def _load_state_dict(spec: ModelSpec, path: Path, device: torch.device, allow_pickle: bool) -> LoadedModel:
     if spec.architecture not in ARCHITECTURES:
         raise ModelLoadError(f"model {spec.key!r}: unknown architecture {spec.architecture!r}; known: {sorted(ARCHITECTURES)}")
+    if spec.conditioning != "none":
+        raise ModelLoadError(f"model {spec.key!r}: registered architectures are unconditional, not {spec.conditioning!r}")
     if not path.is_file():
         raise ModelLoadError(f"model {spec.key!r}: {path} is not a weights file")
     if spec.format == "safetensors":
@@ -201,32 +273,175 @@ def scheduler_schedule(cfg: dict[str, Any]) -> tuple[NoiseSchedule, str, Callabl
     return VPDiscrete(scheduler.alphas_cumprod), DIFFUSERS_PREDICTIONS[kind], None
 
 
+def _read_json(spec: ModelSpec, path: Path, why: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelLoadError(f"model {spec.key!r}: {path} is missing ({why})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"model {spec.key!r}: {path} is not valid JSON: {e}") from None
+
+
+def _from_pretrained(spec: ModelSpec, cls: Any, path: Path, allow_pickle: bool, device: torch.device) -> nn.Module:
+    """``cls.from_pretrained`` from a local folder only, safetensors unless pickles are allowed; frozen."""
+    try:
+        module = cls.from_pretrained(path, local_files_only=True, use_safetensors=True if not allow_pickle else None)
+    except (OSError, EnvironmentError, ValueError, RuntimeError) as e:
+        raise ModelLoadError(f"model {spec.key!r}: cannot load {cls.__name__} from {path}: {e}") from None
+    return freeze(module.to(device))
+
+
+def _spatial(size: Any) -> tuple[int, int]:
+    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)  # type: ignore[return-value]
+
+
+def _check_unet(spec: ModelSpec, unet: nn.Module) -> None:
+    """Sample shape, no learned variance, and the conditioning the catalog promises."""
+    cfg = unet.config
+    _check_shape(spec, (cfg.in_channels, *_spatial(cfg.sample_size)))
+    if cfg.out_channels != cfg.in_channels:
+        raise ModelLoadError(f"model {spec.key!r}: the UNet has {cfg.out_channels} output channels for {cfg.in_channels} "
+                             "input channels (learned variance is not supported)")
+    if type(unet).__name__ == "UNet2DConditionModel":
+        if spec.conditioning != "text":
+            raise ModelLoadError(f"model {spec.key!r}: a UNet2DConditionModel takes text embeddings; the catalog "
+                                 f"conditioning must be 'text', not {spec.conditioning!r}")
+        return
+    if spec.conditioning == "text":
+        raise ModelLoadError(f"model {spec.key!r}: a UNet2DModel takes no text prompts")
+    embeds = cfg.num_class_embeds if cfg.class_embed_type is None else None
+    if spec.conditioning == "class":
+        if embeds is None:
+            raise ModelLoadError(f"model {spec.key!r}: catalog says class-conditional but the UNet has no class embedding")
+        if spec.num_classes > embeds or spec.null_class >= embeds:
+            raise ModelLoadError(f"model {spec.key!r}: catalog num_classes {spec.num_classes} and null_class "
+                                 f"{spec.null_class} need labels up to {max(spec.num_classes - 1, spec.null_class)}, "
+                                 f"but the UNet embeds {embeds} labels (num_class_embeds)")
+    elif cfg.num_class_embeds is not None or cfg.class_embed_type is not None:
+        raise ModelLoadError(f"model {spec.key!r}: the UNet has a class embedding but the catalog conditioning is "
+                             f"{spec.conditioning!r} (give conditioning 'class' with num_classes and null_class)")
+
+
+def _unet_net(unet: nn.Module) -> Callable[..., Tensor]:
+    """``net(x, model_time, *cond)``: class labels or text embeddings, as the UNet takes them."""
+    if type(unet).__name__ == "UNet2DConditionModel":
+        return lambda x, t, cond: unet(x, t, encoder_hidden_states=cond).sample
+    return lambda x, t, *cond: unet(x, t, class_labels=cond[0] if cond else None).sample
+
+
 def _load_diffusers(spec: ModelSpec, path: Path, device: torch.device, allow_pickle: bool) -> LoadedModel:
+    os.environ["HF_HUB_OFFLINE"] = "1"  # read by huggingface_hub at import; local_files_only holds regardless
+    if (path / "model_index.json").is_file():
+        return _load_pipeline(spec, path, device, allow_pickle)
     for name in ("config.json", "scheduler_config.json"):
         if not (path / name).is_file():
             raise ModelLoadError(f"model {spec.key!r}: {path / name} is missing (a diffusers model folder needs it)")
     model_cfg = json.loads((path / "config.json").read_text())
     sched_cfg = json.loads((path / "scheduler_config.json").read_text())
-    if model_cfg.get("_class_name") != "UNet2DModel":
-        raise ModelLoadError(f"model {spec.key!r}: diffusers model class {model_cfg.get('_class_name')!r} is not supported yet (UNet2DModel)")
-    os.environ["HF_HUB_OFFLINE"] = "1"  # read by huggingface_hub at import; local_files_only holds regardless
+    cls_name = model_cfg.get("_class_name")
+    if cls_name == "UNet2DConditionModel":
+        raise ModelLoadError(f"model {spec.key!r}: a UNet2DConditionModel needs its text encoder; give a pipeline folder "
+                             "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+    if cls_name != "UNet2DModel":
+        raise ModelLoadError(f"model {spec.key!r}: diffusers model class {cls_name!r} is not supported (UNet2DModel)")
+    if spec.image_shape is not None:
+        raise ModelLoadError(f"model {spec.key!r}: catalog image_shape is for latent models, but {path} is a flat "
+                             "UNet folder with no VAE (a latent model is a pipeline folder with vae/)")
     from diffusers import UNet2DModel
 
     schedule, prediction, model_time = scheduler_schedule(sched_cfg)
-    try:
-        unet = UNet2DModel.from_pretrained(path, local_files_only=True, use_safetensors=not allow_pickle)
-    except (OSError, EnvironmentError, ValueError, RuntimeError) as e:
-        raise ModelLoadError(f"model {spec.key!r}: cannot load the diffusers folder {path}: {e}") from None
-    unet = freeze(unet.to(device))
-    size = unet.config.sample_size
-    hw = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
-    _check_shape(spec, (unet.config.in_channels, *hw))
-    if spec.conditioning == "class" and unet.config.num_class_embeds is None and unet.config.class_embed_type is None:
-        raise ModelLoadError(f"model {spec.key!r}: catalog says class-conditional but the UNet has no class embedding")
+    unet = _from_pretrained(spec, UNet2DModel, path, allow_pickle, device)
+    _check_unet(spec, unet)
+    return _wrap(spec, _unet_net(unet), schedule, prediction, model_time, unet, null_cond=_null_label(spec, device))
+
+
+def _null_label(spec: ModelSpec, device: torch.device) -> Tensor | None:
+    return torch.tensor(spec.null_class, dtype=torch.long, device=device) if spec.conditioning == "class" else None
+
+
+# Pipeline folders: the components we load and the only classes allowed for each.
+PIPELINE_CLASSES = {
+    "unet": ("UNet2DModel", "UNet2DConditionModel"),
+    "vae": ("AutoencoderKL",),
+    "text_encoder": ("CLIPTextModel",),
+    "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast"),
+}
+
+
+def _load_pipeline(spec: ModelSpec, path: Path, device: torch.device, allow_pickle: bool) -> LoadedModel:
+    """A pipeline folder: ``unet/`` + ``scheduler/`` [+ ``vae/``] [+ ``text_encoder/`` + ``tokenizer/``]."""
+    index = _read_json(spec, path / "model_index.json", "a pipeline folder needs it")
+    for name, allowed in PIPELINE_CLASSES.items():
+        entry = index.get(name)
+        if isinstance(entry, list) and len(entry) == 2 and entry[1] is not None and entry[1] not in allowed:
+            raise ModelLoadError(f"model {spec.key!r}: model_index.json names {entry[1]!r} for {name}; supported: {list(allowed)}")
+
+    def folder(name: str, why: str) -> Path:
+        if not (path / name).is_dir():
+            raise ModelLoadError(f"model {spec.key!r}: {path / name} is missing ({why})")
+        return path / name
+
+    unet_cfg = _read_json(spec, folder("unet", "the denoising network") / "config.json", "the UNet's config")
+    sched_cfg = _read_json(spec, folder("scheduler", "the noise schedule") / "scheduler_config.json", "the noise schedule")
+    unet_cls = unet_cfg.get("_class_name")
+    if unet_cls not in PIPELINE_CLASSES["unet"]:
+        raise ModelLoadError(f"model {spec.key!r}: unet class {unet_cls!r} is not supported; supported: {list(PIPELINE_CLASSES['unet'])}")
+    latent = spec.image_shape is not None or "vae" in index or spec.conditioning == "text"
+    if latent and spec.image_shape is None:
+        raise ModelLoadError(f"model {spec.key!r}: catalog image_shape is required for a latent model (the decoded image shape)")
+    import diffusers
+
+    schedule, prediction, model_time = scheduler_schedule(sched_cfg)
+    unet = _from_pretrained(spec, getattr(diffusers, unet_cls), path / "unet", allow_pickle, device)
+    _check_unet(spec, unet)
+    extras: dict[str, Any] = {"null_cond": _null_label(spec, device)}
+    if latent:
+        vae_dir = folder("vae", "a latent model decodes with its AutoencoderKL")
+        vae_cls = _read_json(spec, vae_dir / "config.json", "the VAE's config").get("_class_name")
+        if vae_cls != "AutoencoderKL":
+            raise ModelLoadError(f"model {spec.key!r}: vae class {vae_cls!r} is not supported (AutoencoderKL)")
+        vae = _from_pretrained(spec, diffusers.AutoencoderKL, vae_dir, allow_pickle, device)
+        _check_vae(spec, vae, unet)
+        extras.update(vae=vae, image_shape=spec.image_shape)
     if spec.conditioning == "text":
-        raise ModelLoadError(f"model {spec.key!r}: a UNet2DModel takes no text prompts")
+        extras["prompt_encoder"] = _load_prompt_encoder(spec, path, device, allow_pickle, unet)
+        extras["null_cond"] = extras["prompt_encoder"]([""])[0]
+    return _wrap(spec, _unet_net(unet), schedule, prediction, model_time, unet, **extras)
 
-    def net(x: Tensor, t: Tensor, *cond: Tensor) -> Tensor:
-        return unet(x, t, class_labels=cond[0] if cond else None).sample
 
-    return _wrap(spec, net, schedule, prediction, model_time, unet)
+def _check_vae(spec: ModelSpec, vae: nn.Module, unet: nn.Module) -> None:
+    cfg = vae.config
+    if cfg.latent_channels != unet.config.in_channels:
+        raise ModelLoadError(f"model {spec.key!r}: the VAE has {cfg.latent_channels} latent channels, the UNet takes {unet.config.in_channels}")
+    if getattr(cfg, "latents_mean", None) is not None or getattr(cfg, "latents_std", None) is not None:
+        raise ModelLoadError(f"model {spec.key!r}: VAEs with latents_mean/latents_std are not supported")
+    factor = 2 ** (len(cfg.block_out_channels) - 1)
+    h, w = _spatial(unet.config.sample_size)
+    _check_shape(spec, (cfg.out_channels, h * factor, w * factor), "image_shape")
+
+
+def _load_prompt_encoder(spec: ModelSpec, path: Path, device: torch.device, allow_pickle: bool, unet: nn.Module) -> PromptEncoder:
+    """CLIP tokenizer (vocabulary and merges: data, no code) and CLIPTextModel from the pipeline folder."""
+    for name, why in (("text_encoder", "a text-conditional pipeline encodes prompts with it"),
+                      ("tokenizer", "a text-conditional pipeline tokenizes prompts with it")):
+        if not (path / name).is_dir():
+            raise ModelLoadError(f"model {spec.key!r}: {path / name} is missing ({why})")
+    te_cfg = _read_json(spec, path / "text_encoder" / "config.json", "the text encoder's config")
+    archs = te_cfg.get("architectures") or ["CLIPTextModel"]
+    if archs != ["CLIPTextModel"]:
+        raise ModelLoadError(f"model {spec.key!r}: text encoder {archs} is not supported (CLIPTextModel)")
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    text_encoder = _from_pretrained(spec, CLIPTextModel, path / "text_encoder", allow_pickle, device)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer", local_files_only=True)
+    except (OSError, EnvironmentError, ValueError, TypeError) as e:
+        raise ModelLoadError(f"model {spec.key!r}: cannot load the CLIP tokenizer from {path / 'tokenizer'}: {e}") from None
+    width = text_encoder.config.hidden_size
+    if unet.config.cross_attention_dim != width:
+        raise ModelLoadError(f"model {spec.key!r}: the UNet attends to {unet.config.cross_attention_dim}-wide text "
+                             f"embeddings, the text encoder gives {width}")
+    if tokenizer.model_max_length > text_encoder.config.max_position_embeddings:
+        raise ModelLoadError(f"model {spec.key!r}: tokenizer length {tokenizer.model_max_length} exceeds the text "
+                             f"encoder's {text_encoder.config.max_position_embeddings} positions")
+    return PromptEncoder(tokenizer, text_encoder)

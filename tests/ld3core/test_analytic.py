@@ -113,3 +113,23 @@ def test_builtin_mixtures_and_validation():
         GaussianMixture(torch.zeros(1, 4), torch.ones(1), torch.ones(1), sample_shape=(3,))
     with pytest.raises(ValueError):
         GaussianMixture(torch.zeros(2, 4), torch.tensor([1.0, 0.0]), torch.ones(2))
+
+
+def test_class_conditional_denoiser_is_each_class_mixture():
+    from ld3core.analytic import ClassConditionalDenoiser
+
+    sch = VPLinear()
+    mixtures = [grid_mixture(dim=2, per_axis=2, spacing=s) for s in (0.5, 1.0, 2.0)]
+    model = ClassConditionalDenoiser(mixtures, sch)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 2, generator=g, dtype=DTYPE)
+    labels = torch.tensor([2, 0, 1, 2, 0])
+    for t in (torch.tensor(0.4, dtype=DTYPE), torch.tensor([0.9, 0.5, 0.3, 0.2, 0.1], dtype=DTYPE)):
+        out = model.bind(labels)(x, t)
+        for i, c in enumerate(labels.tolist()):
+            ti = t if t.ndim == 0 else t[i : i + 1]
+            torch.testing.assert_close(out[i : i + 1], AnalyticDenoiser(mixtures[c], sch)(x[i : i + 1], ti), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2"):
+        model.bind(torch.tensor([3]))
+    with pytest.raises(ValueError, match="integer tensor"):
+        model.bind(torch.tensor([0.5]))

@@ -143,3 +143,38 @@ def test_rematerialized_same_values_and_gradients():
 
     with torch.no_grad():
         torch.testing.assert_close(remat(x, t), den(x, t), rtol=0, atol=0)
+
+
+def test_guided_network_binds_per_sample_conditions():
+    from ld3core.denoisers import GuidedNetwork, conditioned
+
+    schedule = VPLinear()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 5, generator=g, dtype=DTYPE)
+    t = torch.tensor(0.5, dtype=DTYPE)
+    cond, null = torch.tensor([1.0, 2.0, 3.0], dtype=DTYPE), torch.tensor(0.0, dtype=DTYPE)
+    net = _CondNet()
+    family = GuidedNetwork(net, schedule, "eps", null, 2.5)
+    expected = GuidedDenoiser(net, schedule, "eps", cond, torch.zeros(3, dtype=DTYPE), 2.5)(x, t)
+    torch.testing.assert_close(conditioned(family, cond)(x, t), expected, rtol=0, atol=0)
+
+    # Scale 1 is the conditional model alone: one call on the batch, no unconditional half.
+    net.calls = 0
+    plain = GuidedNetwork(net, schedule, "eps", null, 1.0).bind(cond)(x, t)
+    assert net.calls == 1
+    torch.testing.assert_close(plain, NetworkDenoiser(net, schedule, "eps", cond=(cond,))(x, t), rtol=0, atol=0)
+
+    with pytest.raises(ValueError, match=r"shape \(2,\) per sample; this model takes \(\)"):
+        family.bind(torch.zeros(3, 2, dtype=DTYPE))
+
+
+def test_conditioned_refuses_mismatched_conditioning():
+    from ld3core.denoisers import GuidedNetwork, conditioned
+
+    plain = NetworkDenoiser(lambda x, tm: x, EDM(), "x0")
+    family = GuidedNetwork(lambda x, tm, c: x, EDM(), "x0", torch.tensor(0), 2.0)
+    assert conditioned(plain, None) is plain
+    with pytest.raises(ValueError, match="needs per-sample conditions"):
+        conditioned(family, None)
+    with pytest.raises(ValueError, match="unconditional denoiser"):
+        conditioned(plain, torch.tensor([1, 2]))

@@ -29,3 +29,36 @@ def test_teacher_runs_without_autograd_even_when_enabled():
     with torch.enable_grad():
         p = teacher_pairs(den, TeacherSpec("euler", 10, "edm"), [0, 1], (2,), dtype=torch.float64)
     assert p.x_0.grad_fn is None
+
+
+def _per_class_model():
+    from ld3core.analytic import ClassConditionalDenoiser, grid_mixture
+
+    return ClassConditionalDenoiser([grid_mixture(dim=2, per_axis=2, spacing=s) for s in (0.5, 1.0, 2.0)], EDM())
+
+
+def test_conditional_teacher_uses_each_samples_own_condition():
+    model = _per_class_model()
+    spec = TeacherSpec("euler", 40, "edm")
+    labels = torch.tensor([0, 1, 2, 0, 2, 1, 1])
+    many = teacher_pairs(model, spec, range(7), (2,), batch_size=3, dtype=torch.float64, cond=labels)
+    assert torch.equal(many.cond, labels)
+    for i in range(7):
+        alone = teacher_pairs(model, spec, [i], (2,), dtype=torch.float64, cond=labels[i : i + 1])
+        torch.testing.assert_close(many.x_0[i : i + 1], alone.x_0, rtol=0, atol=1e-12)
+    other = teacher_pairs(model, spec, range(7), (2,), dtype=torch.float64, cond=(labels + 1) % 3)
+    assert (other.x_0 - many.x_0).norm(dim=1).min() > 0.1  # the labels do change the outputs
+
+
+def test_conditional_teacher_refuses_wrong_or_missing_conditions():
+    import pytest
+
+    from ld3core.teacher import Pairs
+
+    model, spec = _per_class_model(), TeacherSpec("euler", 4, "edm")
+    with pytest.raises(ValueError, match="2 conditions for 3 seeds"):
+        teacher_pairs(model, spec, range(3), (2,), cond=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="needs per-sample conditions"):
+        teacher_pairs(model, spec, range(3), (2,))
+    with pytest.raises(ValueError, match="1 conditions for 2 samples"):
+        Pairs(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([0]))

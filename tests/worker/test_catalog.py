@@ -15,7 +15,9 @@ def test_round_trip_every_format():
     specs = [
         spec(),
         spec(key="tiny", format="safetensors", location="nets/tiny.safetensors", schedule={"name": "edm", "T": 80.0, "t_min": 0.002},
-             prediction="x0", architecture="tiny_conv", conditioning="class"),
+             prediction="x0", architecture="tiny_conv", conditioning="class", num_classes=10, null_class=10),
+        spec(key="latent", location="latent", sample_shape=(4, 8, 8), image_shape=[1, 32, 32]),
+        spec(key="sd-tiny", location="sd-tiny", sample_shape=(4, 4, 4), image_shape=(3, 8, 8), conditioning="text"),
         spec(key="gmm", format="analytic", location="gmm2d-edm", schedule="builtin", prediction="builtin", sample_shape=[2], sha256=None),
         spec(key="old", format="pickle", location="old.pt", schedule={"name": "flow"}, prediction="flow", architecture="tiny_conv"),
     ]
@@ -23,6 +25,8 @@ def test_round_trip_every_format():
         d = s.to_dict()
         assert ModelSpec.from_dict(d) == s
         assert isinstance(d["sample_shape"], list)
+        assert d["image_shape"] is None or isinstance(d["image_shape"], list)
+    assert specs[2].image_shape == (1, 32, 32)
 
 
 def test_frozen():
@@ -50,11 +54,33 @@ def test_frozen():
         (dict(sha256="xyz"), "sha256", "hex"),
         (dict(format="safetensors", schedule={"name": "edm"}, prediction="x0"), "architecture", "required"),
         (dict(architecture="tiny_conv"), "architecture", "only"),
+        (dict(conditioning="class", null_class=10), "num_classes", "required"),
+        (dict(conditioning="class", num_classes=10), "null_class", "required"),
+        (dict(conditioning="class", num_classes=0, null_class=10), "num_classes", "positive integer"),
+        (dict(conditioning="class", num_classes=True, null_class=10), "num_classes", "positive integer"),
+        (dict(conditioning="class", num_classes=10, null_class=-1), "null_class", "non-negative"),
+        (dict(conditioning="class", num_classes=10, null_class=3), "null_class", "one of the classes 0..9"),
+        (dict(num_classes=10), "num_classes", "only class-conditional"),
+        (dict(conditioning="text", null_class=0), "null_class", "only class-conditional"),
+        (dict(image_shape=(1, 0, 32)), "image_shape", "positive"),
+        (dict(image_shape=5), "image_shape", "sequence of positive integers"),
+        (dict(format="safetensors", architecture="tiny_conv", schedule={"name": "edm"}, prediction="x0", image_shape=(1, 8, 8)),
+         "image_shape", "only latent diffusers"),
     ],
 )
 def test_validation_names_field_and_reason(kw, field, reason):
     with pytest.raises(ValueError, match=rf"'{field}'.*{reason}"):
         spec(**kw)
+
+
+def test_the_catalog_entries_of_the_shipped_models_validate():
+    cfg = ModelSpec.from_dict({"key": "digits-cfg", "format": "diffusers", "location": "digits-cfg", "schedule": "from_scheduler_config",
+                               "prediction": "from_scheduler_config", "sample_shape": [1, 16, 16], "conditioning": "class",
+                               "num_classes": 10, "null_class": 10, "sha256": SHA})
+    assert (cfg.num_classes, cfg.null_class, cfg.image_shape) == (10, 10, None)
+    latent = ModelSpec.from_dict({**cfg.to_dict(), "key": "digits-latent", "conditioning": "none", "num_classes": None,
+                                  "null_class": None, "sample_shape": [4, 8, 8], "image_shape": [1, 32, 32]})
+    assert latent.sample_shape == (4, 8, 8) and latent.image_shape == (1, 32, 32)
 
 
 def test_from_dict_rejects_unknown_and_missing_fields():

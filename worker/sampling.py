@@ -1,0 +1,188 @@
+"""From a catalog model and a job's options to LD3's inputs, and sampling with a learned schedule.
+
+The one place that knows how a loaded model's conditioning and latent space meet LD3:
+- conditions are a pure function of each sample's seed and the job options (class label
+  ``class_labels[seed % len(class_labels)]``, by default ``seed % num_classes``; prompt
+  ``prompts[seed % len(prompts)]``), so a resumed job recomputes the same pairs and a sample
+  never depends on the batch it was drawn in;
+- classifier-free guidance at the job's scale, against the catalog's null label or the empty
+  prompt (no scale given: 1, the conditional model alone);
+- latent models are trained and sampled in latent space (so LD3's ball radius counts latent
+  dimensions, ``ld3core.train.radius``), decoded by the VAE before the loss and the images,
+  with the paper's latent recipe (``LD3Config.latent``).
+The worker runner and the benchmarks call these; ``ld3core`` stays free of diffusers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ld3core.config import LD3Config
+from ld3core.denoisers import ConditionalDenoiser, Denoiser, conditioned
+from ld3core.losses import make_loss
+from ld3core.optimize import Conditions, JobConfig, JobResult, run_job
+from ld3core.solvers import get_solver
+from ld3core.teacher import prior_noise
+from ld3core.train import LossFn, Progress
+
+from .loaders import LoadedModel
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What ``ld3core.optimize.run_job`` takes for one catalog model and one set of job options.
+
+    ``conditions`` maps sample seeds to per-sample conditions (None for unconditional models);
+    ``ld3_overrides`` are the LD3 settings the model's kind needs (the latent recipe), applied
+    under the job's own options by ``ld3_config``.
+    """
+
+    denoiser: Denoiser | ConditionalDenoiser
+    sample_shape: tuple[int, ...]
+    loss_fn: LossFn
+    conditions: Conditions | None
+    ld3_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def ld3_config(self, **options: Any) -> LD3Config:
+        """The job's LD3 configuration: the model's overrides, then ``options`` on top."""
+        return LD3Config(**{**self.ld3_overrides, **options})
+
+
+def latent_overrides() -> dict[str, Any]:
+    """The fields where the paper's latent recipe differs from the pixel one (App. B.1.2)."""
+    pixel, latent = LD3Config(), LD3Config.latent()
+    return {f.name: getattr(latent, f.name) for f in fields(LD3Config) if getattr(latent, f.name) != getattr(pixel, f.name)}
+
+
+def _check_options(
+    loaded: LoadedModel, guidance: float | None, prompts: Sequence[str] | None, class_labels: Sequence[int] | None = None
+) -> None:
+    key, kind = loaded.spec.key, loaded.conditioning
+    if guidance is not None:
+        if kind == "none":
+            raise ValueError(f"guidance: model {key!r} is unconditional; classifier-free guidance needs a conditional model")
+        if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0):
+            raise ValueError(f"guidance: must be a finite number >= 0, got {guidance!r}")
+    if kind == "text":
+        if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompts: model {key!r} is text-conditional and needs a non-empty list of prompts")
+    elif prompts is not None:
+        raise ValueError(f"prompts: model {key!r} takes no text prompts (conditioning {kind!r})")
+    if class_labels is not None:
+        if kind != "class":
+            raise ValueError(f"class_labels: model {key!r} is not class-conditional (conditioning {kind!r})")
+        n = loaded.spec.num_classes
+        if not class_labels or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in class_labels):
+            raise ValueError(f"class_labels: need a non-empty list of labels in 0..{n - 1}, got {list(class_labels)!r}")
+
+
+def conditions_for(
+    loaded: LoadedModel, *, prompts: Sequence[str] | None = None, class_labels: Sequence[int] | None = None,
+    device: torch.device | str = "cpu",
+) -> Conditions | None:
+    """Seeds -> per-sample conditions: class ``class_labels[seed % len(class_labels)]`` (default
+    every class: ``seed % num_classes``), or the embedding of ``prompts[seed % len(prompts)]``
+    (each prompt encoded once); None for unconditional models."""
+    _check_options(loaded, None, prompts, class_labels)
+    if loaded.conditioning == "class":
+        labels = list(class_labels) if class_labels is not None else list(range(loaded.spec.num_classes))
+        return lambda seeds: torch.tensor([labels[int(s) % len(labels)] for s in seeds], dtype=torch.long, device=device)
+    if loaded.conditioning == "text":
+        table = loaded.encode_prompts(list(prompts)).to(device)  # type: ignore[arg-type]
+        return lambda seeds: table[torch.tensor([int(s) % table.shape[0] for s in seeds], device=device)]
+    return None
+
+
+def _denoiser(loaded: LoadedModel, guidance: float | None) -> Denoiser | ConditionalDenoiser:
+    if loaded.conditioning == "none":
+        assert loaded.denoiser is not None
+        return loaded.denoiser
+    return loaded.conditional(1.0 if guidance is None else float(guidance))
+
+
+def prepare_job(
+    loaded: LoadedModel, *, loss: str = "lpips", guidance: float | None = None, prompts: Sequence[str] | None = None,
+    class_labels: Sequence[int] | None = None, device: torch.device | str = "cpu",
+) -> JobInputs:
+    """LD3 inputs for ``loaded`` (already on ``device``): the (conditional) denoiser, the sampled
+    shape (latent for latent models), the per-sample loss (after decoding latents; LPIPS repeats
+    one channel to three and upsamples images below 32 px itself), the condition function of
+    seeds and the LD3 overrides. Raises ``ValueError`` naming the option that does not fit."""
+    _check_options(loaded, guidance, prompts, class_labels)
+    return JobInputs(
+        denoiser=_denoiser(loaded, guidance),
+        sample_shape=loaded.sample_shape,
+        loss_fn=make_loss(loss, device=device, decode=loaded.decode if loaded.latent else None),
+        conditions=conditions_for(loaded, prompts=prompts, class_labels=class_labels, device=device),
+        ld3_overrides=latent_overrides() if loaded.latent else {},
+    )
+
+
+def run_model_job(
+    loaded: LoadedModel, cfg: JobConfig, *, guidance: float | None = None, prompts: Sequence[str] | None = None,
+    class_labels: Sequence[int] | None = None, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> JobResult:
+    """``run_job`` for a catalog model, with the loss named by ``cfg.ld3.loss``. Build ``cfg.ld3``
+    with ``prepare_job(...).ld3_config(...)`` to get a latent model's recipe."""
+    inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=guidance, prompts=prompts, class_labels=class_labels, device=device)
+    return run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, dtype=dtype,
+                   conditions=inputs.conditions, on_progress=on_progress, on_checkpoint=on_checkpoint,
+                   should_stop=should_stop, resume=resume)
+
+
+def _labels(loaded: LoadedModel, labels: Sequence[int] | Tensor, n: int, device: torch.device | str) -> Tensor:
+    if loaded.conditioning != "class":
+        raise ValueError(f"labels: model {loaded.spec.key!r} is not class-conditional")
+    lab = torch.as_tensor(labels, device=device)
+    if lab.shape != (n,) or lab.dtype.is_floating_point:
+        raise ValueError(f"labels: need {n} integer labels, one per seed, got {lab.dtype} {tuple(lab.shape)}")
+    if bool((lab < 0).any()) or bool((lab >= loaded.spec.num_classes).any()):
+        raise ValueError(f"labels: must lie in 0..{loaded.spec.num_classes - 1}")
+    return lab.long()
+
+
+@torch.no_grad()
+def generate(
+    loaded: LoadedModel, solver: str, t_steps: Tensor, t_model: Tensor | None, seeds: Sequence[int], *,
+    guidance: float | None = None, prompts: Sequence[str] | None = None, labels: Sequence[int] | Tensor | None = None,
+    class_labels: Sequence[int] | None = None, batch_size: int = 64, device: torch.device | str = "cpu",
+) -> Tensor:
+    """Images (n, *image_shape) in [-1, 1] on the CPU, sampled with ``solver`` on ``t_steps``
+    (network times ``t_model``; None: the same) from the prior noise of ``seeds``.
+
+    Sample i depends only on ``seeds[i]`` and its condition (``labels[i]`` if given, else the
+    seed's own from ``prompts`` / ``class_labels``, as in a job), never on the batch. Latent
+    models are decoded with their VAE.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    if len(seeds) == 0:
+        raise ValueError("seeds: need at least one")
+    _check_options(loaded, guidance, prompts, class_labels)
+    if labels is not None and class_labels is not None:
+        raise ValueError("labels: give per-seed labels or the job's class_labels, not both")
+    denoiser = _denoiser(loaded, guidance)
+    x_T = prior_noise(seeds, loaded.sample_shape, loaded.schedule.sigma_T, device=device)
+    if labels is not None:
+        cond: Tensor | None = _labels(loaded, labels, len(seeds), device)
+    else:
+        fn = conditions_for(loaded, prompts=prompts, class_labels=class_labels, device=device)
+        cond = None if fn is None else fn(list(seeds))
+    t_steps = torch.as_tensor(t_steps, dtype=torch.float64).to(device)
+    t_model = None if t_model is None else torch.as_tensor(t_model, dtype=torch.float64).to(device)
+    fn_solve, out = get_solver(solver).fn, []
+    for i in range(0, len(seeds), batch_size):
+        den = conditioned(denoiser, None if cond is None else cond[i : i + batch_size])
+        x0 = fn_solve(den, x_T[i : i + batch_size], t_steps, t_model)
+        images = loaded.decode(x0) if loaded.latent else x0
+        out.append(images.clamp(-1, 1).cpu())
+    return torch.cat(out)
