@@ -1,0 +1,341 @@
+"""LD3 against every heuristic on the shipped models: sample quality, not distance to a teacher.
+
+For each model of ``models/catalog.json`` (analytic ones skipped), solver (UniPC, DPM-Solver++
+2M, iPNDM), NFE (4..8) and seed (0, 1, 2), one independent cell:
+1. an LD3 job (``ld3core.optimize.run_job`` on ``worker.sampling.prepare_job``'s inputs) with
+   the small config below; its wall time is "LD3 training time";
+2. ``worker.evaluate.evaluate``: the learned schedule and every heuristic generate the same
+   ``--n-samples`` images from the same noise seeds (a fresh set per seed, disjoint from all
+   training pairs), scored by FD-digits (classifier features), FID with ``--fid``, and LPIPS to
+   the teacher's samples from the same noise.
+"Best heuristic" is, per (model, solver, NFE), the heuristic with the lowest mean FD-digits on
+these very samples: an oracle no user has. Results go to ``<out>/<tag>.jsonl`` one line per
+cell as it finishes (a run cut short loses only its running cells; rerunning skips the done
+ones), and the report (``<tag>.md``, ``<tag>.json``) is rewritten after every cell. Seed-0
+cells write PNG grids (teacher / best heuristic / LD3, same seeds) to ``<out>/<tag>/``.
+
+LD3 config (``job_config``): loss L2 on pixels (on decoded pixels for latent models, which
+``prepare_job`` does). LPIPS-VGG would see these 16 px grey digits only after a 2x upsampling
+and channel repetition to 32 px RGB, where its deepest taps are 2 x 2; a VGG trained on
+ImageNet photographs says little there, costs a VGG pass per iteration, and is also the
+evaluation's teacher metric, which L2 keeps independent. 50 train / 50 validation / 100 test
+pairs from a UniPC NFE-20 logSNR teacher, 3 heuristic starts side by side, the paper's
+recipe (``prepare_job``: pixel, App. B.1.1: 2 + 5 epochs = 175 iterations at batch 2; latent,
+App. B.1.2: 2 + 3 epochs and its learning rates).
+
+    python benchmarks/quality_models.py --quick                                    # CPU smoke test
+    python benchmarks/quality_models.py --device cuda --workers 16 [--fid]         # the full grid
+    python benchmarks/quality_models.py --report benchmarks/results/quality_models.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SOLVERS = ("unipc", "dpmpp_2m", "ipndm")
+NFES = (4, 5, 6, 7, 8)
+SEEDS = (0, 1, 2)
+TARGET_CUT = 0.30  # LD3 cuts the best heuristic's FD by >= 30% at NFE 4 and 5 ...
+TARGET_NFES = (4, 5)  # ... and is never worse at any NFE
+GRID_SAMPLES = 16
+
+FULL = {"n_train": 50, "n_val": 50, "n_test": 100, "epochs": None, "teacher_nfe": 20, "n_samples": 1000}
+QUICK = {"n_train": 4, "n_val": 4, "n_test": 4, "epochs": [1, 0], "teacher_nfe": 10, "n_samples": 64}
+
+_CACHE: dict[str, Any] = {}  # per worker process: loaded models and the scorer
+
+
+def job_config(inputs, solver: str, nfe: int, seed: int, size: dict[str, Any], loss: str):
+    """The cell's JobConfig: the model's LD3 recipe (``prepare_job``: pixel or latent) with the
+    benchmark's solver, NFE, loss, seed and, when set (``--quick``), epochs."""
+    from ld3core.optimize import JobConfig
+    from ld3core.teacher import TeacherSpec
+
+    epochs = {"phase1_epochs": size["epochs"][0], "phase2_epochs": size["epochs"][1]} if size.get("epochs") else {}
+    ld3 = inputs.ld3_config(solver=solver, nfe=nfe, loss=loss, seed=seed, **epochs)
+    return JobConfig(ld3=ld3, teacher=TeacherSpec("unipc", size["teacher_nfe"], "logsnr"), n_train=size["n_train"],
+                     n_val=size["n_val"], n_test=size["n_test"], starts=3)
+
+
+def cell_key(c: dict[str, Any]) -> tuple:
+    return (c["model"], c["solver"], c["nfe"], c["seed"])
+
+
+def run_cell(cell: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """One (model, solver, NFE, seed): train LD3, then evaluate it next to every heuristic."""
+    import torch
+
+    from ld3core.optimize import run_job
+    from worker.evaluate import Scorer, evaluate, read_catalog
+    from worker.loaders import load_model
+    from worker.sampling import prepare_job
+
+    torch.set_num_threads(opts["threads"])
+    dev, model = opts["device"], cell["model"]
+    if model not in _CACHE:
+        spec = read_catalog(opts["model_root"])[model]
+        loaded = load_model(spec, opts["model_root"], device=dev)
+        _CACHE[model] = (loaded, prepare_job(loaded, loss=opts["loss"], guidance=None, prompts=None, device=dev))
+    if "scorer" not in _CACHE:
+        _CACHE["scorer"] = Scorer(opts["metrics"], model_root=opts["model_root"], device=dev)
+    loaded, inputs = _CACHE[model]
+    cfg = job_config(inputs, cell["solver"], cell["nfe"], cell["seed"], opts["size"], opts["loss"])
+
+    t0 = time.perf_counter()
+    res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=dev, conditions=inputs.conditions)
+    train_s = time.perf_counter() - t0
+    keep = GRID_SAMPLES if cell["seed"] == opts["grid_seed"] else 0
+    t0 = time.perf_counter()
+    table = evaluate(loaded, cell["solver"], cell["nfe"], (res.learned_t_steps, res.learned_t_model),
+                     n_samples=opts["size"]["n_samples"], seed=cell["seed"], metrics=opts["metrics"],
+                     teacher=cfg.teacher, scorer=_CACHE["scorer"], device=dev, keep_samples=keep)
+    eval_s = time.perf_counter() - t0
+    if keep:
+        write_grid(table, Path(opts["grid_dir"]) / f"{model}_{cell['solver']}_nfe{cell['nfe']}.png")
+    return {**cell, "train_s": train_s, "eval_s": eval_s, "source": res.source, "best_heuristic_val": res.best_heuristic,
+            "job_timings": res.timings, "eval_timings": table.timings, "iterations": res.train.iterations,
+            "rows": table.rows, "config": cfg.to_dict(), "device": dev}
+
+
+def write_grid(table, path: Path) -> None:
+    """Three bands of the same seeds: teacher, the best heuristic (FD-digits) and LD3."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    best = table.best_heuristic("fd_digits")
+    bands = [("teacher", table.samples["teacher"]), (best, table.samples[best]), ("LD3", table.samples["ld3"])]
+    cols, scale, label_w = 8, 3, 90
+    tiles = []
+    for _, imgs in bands:
+        imgs = ((imgs.float().clamp(-1, 1).mean(1) + 1) * 127.5).round().to(torch.uint8)  # grey
+        h, w = imgs.shape[-2:]
+        rows = -(-len(imgs) // cols)
+        band = torch.full((rows * (h + 2), cols * (w + 2)), 0, dtype=torch.uint8)
+        for i, im in enumerate(imgs):
+            r, c = divmod(i, cols)
+            band[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = im
+        tiles.append(Image.fromarray(band.numpy()).resize((band.shape[1] * scale, band.shape[0] * scale), Image.NEAREST))
+    gap = 6
+    out = Image.new("L", (label_w + tiles[0].width, sum(t.height for t in tiles) + gap * (len(tiles) - 1)), 255)
+    draw, y = ImageDraw.Draw(out), 0
+    for (name, _), tile in zip(bands, tiles):
+        out.paste(tile, (label_w, y))
+        draw.text((4, y + tile.height // 2 - 6), name, fill=0)
+        y += tile.height + gap
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+
+
+# Report.
+
+def _ms(v: list[float], fmt: str = ".3f") -> str:
+    if not v:
+        return "-"
+    return f"{statistics.mean(v):{fmt}}" + (f" ± {statistics.stdev(v):{fmt}}" if len(v) > 1 else "")
+
+
+def summarize(cells: list[dict[str, Any]], metric: str = "fd_digits") -> dict[tuple, dict[str, Any]]:
+    """Per (model, solver, NFE): each schedule's values over seeds, the best heuristic, LD3's cut."""
+    from ld3core.heuristics import HEURISTICS
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for c in cells:
+        groups[(c["model"], c["solver"], c["nfe"])].append(c)
+    out = {}
+    for key, cs in sorted(groups.items()):
+        vals = {name: [next(r[metric] for r in c["rows"] if r["name"] == name) for c in cs]
+                for name in (*HEURISTICS, "ld3", "teacher") if all(metric in _row(c, name) for c in cs)}
+        if "ld3" not in vals:
+            continue
+        best = min(HEURISTICS, key=lambda h: statistics.mean(vals[h]))
+        ld3, bh = statistics.mean(vals["ld3"]), statistics.mean(vals[best])
+        out[key] = {"values": vals, "best": best, "cut": 1 - ld3 / bh if bh > 0 else 0.0, "seeds": len(cs),
+                    "train_s": [c["train_s"] for c in cs], "returned": sum(c["source"] == "ld3" for c in cs),
+                    "lpips": {n: [_row(c, n).get("lpips_teacher") for c in cs] for n in ("ld3", best)}}
+    return out
+
+
+def _row(c: dict, name: str) -> dict:
+    return next((r for r in c["rows"] if r["name"] == name), {})
+
+
+def target_check(summary: dict[tuple, dict[str, Any]]) -> list[str]:
+    """The issue's target per (model, solver): cut >= 30% at NFE 4 and 5, never worse."""
+    lines, by_ms = [], defaultdict(dict)
+    for (m, s, n), v in summary.items():
+        by_ms[(m, s)][n] = v
+    for (m, s), per in sorted(by_ms.items()):
+        cut_ok = [n for n in TARGET_NFES if n in per and per[n]["cut"] >= TARGET_CUT]
+        missing = [n for n in TARGET_NFES if n not in per]
+        worse = [n for n, v in sorted(per.items()) if v["cut"] < 0]
+        ok = not missing and len(cut_ok) == len(TARGET_NFES) and not worse
+        cuts = ", ".join(f"NFE {n}: {v['cut'] * 100:+.0f}%" for n, v in sorted(per.items()))
+        lines.append(f"- {m} / {s}: {'PASS' if ok else 'FAIL'} (FD cut vs best heuristic: {cuts}"
+                     + (f"; worse at NFE {worse}" if worse else "") + (f"; NFE {missing} not run" if missing else "") + ")")
+    return lines
+
+
+def report(cells: list[dict[str, Any]]) -> str:
+    from ld3core.heuristics import HEURISTICS
+
+    if not cells:
+        return "(no cells yet)"
+    lines = []
+    metrics = [m for m in ("fd_digits", "fid") if any(m in r for c in cells for r in c["rows"])]
+    devices = sorted({c.get("device", "?") for c in cells})
+    for model in sorted({c["model"] for c in cells}):
+        mc = [c for c in cells if c["model"] == model]
+        lines.append(f"\n### {model}\n")
+        for metric in metrics:
+            summ = summarize(mc, metric)
+            if not summ:
+                continue
+            teach = [x for v in summ.values() for x in v["values"].get("teacher", [])]
+            name = {"fd_digits": "FD-digits", "fid": "FID"}[metric]
+            lines.append(f"{name}, mean ± std over seeds ({mc[0]['config_size']['n_samples']} samples per schedule, "
+                         f"the same noise for every schedule of a seed). Teacher (UniPC, NFE "
+                         f"{mc[0]['config']['teacher']['nfe']}): {_ms(teach)}. LD3 job s: wall time of run_job "
+                         f"(teacher pairs, training, test guard).\n")
+            lines.append("| solver | NFE | " + " | ".join(HEURISTICS) + " | LD3 | best heuristic | LD3 cut | "
+                         "LPIPS to teacher: best heur. / LD3 | LD3 job s | guard returned LD3 |")
+            lines.append("|---|---|" + "---|" * len(HEURISTICS) + "---|---|---|---|---|---|")
+            for (_, s, n), v in summ.items():
+                lp = v["lpips"]
+                lp_s = (f"{statistics.mean(lp[v['best']]):.4f} / {statistics.mean(lp['ld3']):.4f}"
+                        if None not in lp["ld3"] + lp[v["best"]] else "-")
+                lines.append(f"| {s} | {n} | " + " | ".join(_ms(v["values"][h]) for h in HEURISTICS)
+                             + f" | **{_ms(v['values']['ld3'])}** | {v['best']} | {v['cut'] * 100:+.0f}% | {lp_s} | "
+                             f"{_ms(v['train_s'], '.1f')} | {v['returned']}/{v['seeds']} |")
+            lines.append("")
+            if metric == "fd_digits":
+                lines.append("Target (LD3 cuts the best heuristic's FD-digits by >= 30% at NFE 4 and 5, never worse):")
+                lines += target_check(summ)
+                lines.append("")
+    lines.append(f"Cells: {len(cells)}; device(s): {', '.join(devices)}; mean LD3 training "
+                 f"{statistics.mean(c['train_s'] for c in cells):.1f}s, evaluation {statistics.mean(c['eval_s'] for c in cells):.1f}s per cell.")
+    return "\n".join(lines)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line cut short by a kill
+    return out
+
+
+def write_report(cells: list[dict[str, Any]], out: Path, tag: str) -> None:
+    (out / f"{tag}.md").write_text(report(cells) + "\n")
+    (out / f"{tag}.json").write_text(json.dumps({"target": target_check(summarize(cells)) if cells else [],
+                                                 "cells": cells}, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", help="catalog keys (default: every non-analytic model)")
+    p.add_argument("--solvers", nargs="+", help=f"default {' '.join(SOLVERS)} (unipc with --quick)")
+    p.add_argument("--nfes", nargs="+", type=int, help=f"default {' '.join(map(str, NFES))} (4 with --quick)")
+    p.add_argument("--seeds", nargs="+", type=int, help=f"default {' '.join(map(str, SEEDS))} (0 with --quick)")
+    p.add_argument("--workers", type=int, default=1, help="cells run in this many processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--fid", action="store_true", help="also FID (Inception; slow on a CPU)")
+    p.add_argument("--loss", default="l2", choices=("l2", "l1", "lpips", "lpips_alex"))
+    p.add_argument("--n-samples", type=int, help="samples per schedule (default 1000; 64 with --quick)")
+    p.add_argument("--quick", action="store_true", help="tiny config and one cell per model: a CPU smoke test")
+    p.add_argument("--model-root", default=str(REPO / "models"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--tag", help="file name stem (default quality_models, quality_models_quick with --quick)")
+    p.add_argument("--report", nargs="+", help="only rebuild the report from these JSONL files")
+    args = p.parse_args(argv)
+    args.solvers = args.solvers or (["unipc"] if args.quick else list(SOLVERS))
+    args.nfes = args.nfes or ([4] if args.quick else list(NFES))
+    args.seeds = args.seeds or ([0] if args.quick else list(SEEDS))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = args.tag or ("quality_models_quick" if args.quick else "quality_models")
+    if args.report:
+        cells = [c for f in args.report for c in read_jsonl(Path(f))]
+        write_report(cells, out, tag)
+        print(report(cells))
+        return
+
+    from worker.evaluate import read_catalog
+
+    catalog = read_catalog(args.model_root)
+    models = args.models or [k for k, s in catalog.items() if s.format != "analytic"][: 1 if args.quick else None]
+    unknown = [m for m in models if m not in catalog]
+    if unknown:
+        p.error(f"--models: unknown {unknown}; the catalog has {sorted(catalog)}")
+    size = dict(QUICK if args.quick else FULL)
+    if args.n_samples:
+        size["n_samples"] = args.n_samples
+    opts = {"device": args.device, "threads": args.threads, "model_root": args.model_root, "loss": args.loss,
+            "metrics": ("fd_digits", "lpips_teacher") + (("fid",) if args.fid else ()), "size": size,
+            "grid_seed": args.seeds[0], "grid_dir": str(out / tag)}
+    jsonl = out / f"{tag}.jsonl"
+    done = {cell_key(c): c for c in read_jsonl(jsonl) if c.get("config_size") == size and c.get("loss") == args.loss}
+    todo = [{"model": m, "solver": s, "nfe": n, "seed": sd} for m in models for sd in args.seeds
+            for s in args.solvers for n in args.nfes]
+    todo = [c for c in todo if cell_key(c) not in done]
+    cells = list(done.values())
+    print(f"{len(todo)} cells to run ({len(done)} already in {jsonl}), {args.workers} worker(s) on {args.device}",
+          file=sys.stderr, flush=True)
+    t_start = time.perf_counter()
+
+    def finish(cell: dict[str, Any], result: dict[str, Any] | None, err: str | None) -> None:
+        if err is not None:
+            print(f"FAILED {cell_key(cell)}:\n{err}", file=sys.stderr, flush=True)
+            return
+        result.update(config_size=size, loss=args.loss)
+        with open(jsonl, "a") as f:
+            f.write(json.dumps(result) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        cells.append(result)
+        write_report(cells, out, tag)
+        ld3 = _row(result, "ld3")["fd_digits"]
+        best = min(r["fd_digits"] for r in result["rows"] if r["name"] not in ("ld3", "teacher"))
+        print(f"[{time.perf_counter() - t_start:6.0f}s] {cell_key(cell)}: train {result['train_s']:.1f}s, "
+              f"eval {result['eval_s']:.1f}s, FD-digits ld3 {ld3:.3f} vs best heuristic {best:.3f}",
+              file=sys.stderr, flush=True)
+
+    if args.workers <= 1:
+        for cell in todo:
+            try:
+                finish(cell, run_cell(cell, opts), None)
+            except Exception:  # noqa: BLE001 - report the cell and go on with the others
+                finish(cell, None, traceback.format_exc())
+    else:
+        with cf.ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(run_cell, cell, opts): cell for cell in todo}
+            for fut in cf.as_completed(futures):
+                try:
+                    finish(futures[fut], fut.result(), None)
+                except Exception:  # noqa: BLE001
+                    finish(futures[fut], None, traceback.format_exc())
+    print(report(cells))
+    print(f"\n(total {time.perf_counter() - t_start:.0f}s; command: {' '.join(sys.argv)})")
+
+
+if __name__ == "__main__":
+    main()

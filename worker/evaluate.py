@@ -1,0 +1,290 @@
+"""Sample quality of a learned schedule next to every heuristic, on the same seeds (``ld3 evaluate``).
+
+For one model, solver and NFE, every schedule (the learned one, if given, and each heuristic of
+``ld3core.heuristics``) generates the same ``n_samples`` images from the same per-sample noise
+seeds; so does the teacher (``TeacherSpec``, default UniPC at NFE 20 on logSNR steps).
+Metrics, each optional:
+- ``fd_digits``: Frechet distance in the features of the shipped digit classifier
+  (``ld3core.classifier``) to the sklearn digits;
+- ``fid``: FID with the standard Inception features (``ld3core.fid``) to the same digits at
+  the model's resolution;
+- ``lpips_teacher``: LPIPS-VGG between each sample and the teacher's sample from the same
+  noise (mean ± sem).
+The real data's statistics are cached (``ld3core.feature_stats``).
+
+    ld3 evaluate --model ddpm-digits --solver unipc --nfe 5 [--schedule result.json] [--n 1000]
+                 [--seed 0] [--metrics fd_digits fid lpips_teacher] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ld3core.classifier import CLASSIFIER_SHA256, ClassifierError, classifier_features, load_classifier
+from ld3core.feature_stats import FeatureStats, reference_stats
+from ld3core.fid import InceptionError
+from ld3core.heuristics import HEURISTICS, heuristic
+from ld3core.solvers import SOLVERS, get_solver
+from ld3core.teacher import TeacherSpec
+
+from .catalog import ModelSpec
+from .loaders import LoadedModel, load_model
+from .sampling import generate
+
+METRICS = ("fd_digits", "fid", "lpips_teacher")
+DATASET = "sklearn-digits"
+CLASSIFIER_FOLDER = "digits-classifier"  # under the model root
+EVAL_SEED_BASE = 2**40  # disjoint from every LD3 job's pair seeds (job seed * 10_000_019 + i)
+SEED_STRIDE = 1_000_003
+REPO = Path(__file__).resolve().parents[1]
+
+
+def eval_seeds(seed: int, n: int) -> list[int]:
+    """The ``n`` per-sample noise seeds of evaluation run ``seed``; the same for every schedule."""
+    if n < 2 or n >= SEED_STRIDE:
+        raise ValueError(f"n_samples: must be in [2, {SEED_STRIDE}), got {n}")
+    base = EVAL_SEED_BASE + seed * SEED_STRIDE
+    return list(range(base, base + n))
+
+
+@lru_cache(maxsize=None)
+def real_digits(resolution: int) -> Tensor:
+    """The real data: the 1797 sklearn digits at ``resolution`` px in [-1, 1], made by
+    ``load_digits`` of ``scripts/train_models.py`` (the function the digit models were trained with)."""
+    path = REPO / "scripts" / "train_models.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} (which defines the digits data) is missing")
+    name = "_ld3_train_models"
+    if name not in sys.modules:  # registered first: the script's dataclasses look themselves up there
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name].load_digits(resolution)[0]
+
+
+class Scorer:
+    """Loaded feature networks and the real data's reference statistics, reused across calls."""
+
+    def __init__(self, metrics: Sequence[str], *, model_root: str | os.PathLike, device: str = "cpu",
+                 batch_size: int = 256) -> None:
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise ValueError(f"metrics: unknown {unknown}; choose from {METRICS}")
+        self.metrics, self.device, self.batch_size = tuple(metrics), device, batch_size
+        self.classifier = load_classifier(Path(model_root) / CLASSIFIER_FOLDER, device=device) if "fd_digits" in metrics else None
+        self.lpips = None
+        if "lpips_teacher" in metrics:
+            from ld3core.lpips import LPIPS
+
+            self.lpips = LPIPS("vgg").to(device)
+        self._fid_ref: dict[int, FeatureStats] = {}
+
+    def digits_reference(self) -> FeatureStats:
+        return reference_stats("digits-classifier", CLASSIFIER_SHA256, DATASET, 16,
+                               lambda: classifier_features(self.classifier, real_digits(16).to(self.device)))
+
+    def fid_reference(self, resolution: int) -> FeatureStats:
+        from ld3core.fid import INCEPTION_SHA256, inception_features
+
+        if resolution not in self._fid_ref:
+            self._fid_ref[resolution] = reference_stats(
+                "inception-fid", INCEPTION_SHA256, DATASET, resolution,
+                lambda: inception_features(real_digits(resolution), device=self.device, batch_size=self.batch_size))
+        return self._fid_ref[resolution]
+
+    def score(self, images: Tensor, teacher: Tensor | None) -> dict[str, float]:
+        """Every metric of ``images`` (n, C, H, W) in [-1, 1]; ``teacher``: same-noise teacher samples."""
+        out: dict[str, float] = {}
+        if "fd_digits" in self.metrics:
+            f = classifier_features(self.classifier, images.to(self.device))
+            out["fd_digits"] = FeatureStats.of(f).frechet(self.digits_reference())
+        if "fid" in self.metrics:
+            from ld3core.fid import inception_features
+
+            f = inception_features(images, device=self.device, batch_size=self.batch_size)
+            out["fid"] = FeatureStats.of(f).frechet(self.fid_reference(images.shape[-1]))
+        if "lpips_teacher" in self.metrics and teacher is not None:
+            d = torch.cat([self.lpips(images[i : i + self.batch_size].to(self.device),
+                                      teacher[i : i + self.batch_size].to(self.device)).double().cpu()
+                           for i in range(0, images.shape[0], self.batch_size)])
+            out["lpips_teacher"] = float(d.mean())
+            out["lpips_teacher_sem"] = float(d.std() / math.sqrt(d.numel()))
+        return out
+
+
+@dataclass
+class EvalTable:
+    """One evaluation: a row per schedule (``ld3``, each heuristic, ``teacher``), same seeds."""
+
+    model: str
+    solver: str
+    nfe: int
+    n_samples: int
+    seed: int
+    teacher: dict[str, Any]
+    rows: list[dict[str, Any]]  # name, t_steps, t_model, and the metric values
+    timings: dict[str, float] = field(default_factory=dict)
+    samples: dict[str, Tensor] = field(default_factory=dict, repr=False)  # first k images per schedule
+
+    def row(self, name: str) -> dict[str, Any]:
+        return next(r for r in self.rows if r["name"] == name)
+
+    def best_heuristic(self, metric: str) -> str:
+        """The heuristic with the lowest ``metric`` on these samples (an oracle choice)."""
+        return min((r for r in self.rows if r["name"] in HEURISTICS), key=lambda r: r[metric])["name"]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("samples")
+        return d
+
+    def markdown(self) -> str:
+        metrics = [m for m in METRICS if any(m in r for r in self.rows)]
+        heads = {"fd_digits": "FD-digits", "fid": "FID", "lpips_teacher": "LPIPS to teacher"}
+        t = self.teacher
+        lines = [f"{self.model}, {self.solver} at NFE {self.nfe}: {self.n_samples} samples per schedule from the same "
+                 f"noise seeds (run {self.seed}); teacher {t['solver']} NFE {t['nfe']} ({t['heuristic']} steps)", "",
+                 "| schedule | " + " | ".join(heads[m] for m in metrics) + " |",
+                 "|---|" + "---|" * len(metrics)]
+        for r in self.rows:
+            cells = []
+            for m in metrics:
+                if m == "lpips_teacher":
+                    cells.append(f"{r[m]:.4f} ± {r[m + '_sem']:.4f}" if m in r else "-")
+                else:
+                    cells.append(f"{r[m]:.3f}" if m in r else "-")
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def evaluate(
+    loaded: LoadedModel, solver: str, nfe: int, learned: tuple[Tensor, Tensor] | None, *,
+    n_samples: int = 1000, seed: int = 0, metrics: Sequence[str] = METRICS, teacher: TeacherSpec = TeacherSpec(),
+    model_root: str | os.PathLike = "models", scorer: Scorer | None = None, guidance: float | None = None,
+    prompts: Sequence[str] | None = None, batch_size: int = 256, device: str = "cpu", keep_samples: int = 0,
+) -> EvalTable:
+    """Compare ``learned`` (t_steps, t_model) with every heuristic on the same ``n_samples`` seeds.
+
+    Conditional models get each seed's own condition (``worker.sampling``: class ``seed mod
+    num_classes``, balanced like the real data; or ``prompts``). ``scorer``
+    reuses loaded networks across calls; ``keep_samples`` keeps the first k images of each
+    schedule in ``EvalTable.samples`` (for sample grids)."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver: unknown {solver!r}; known: {sorted(SOLVERS)}")
+    n = SOLVERS[solver].steps_for_nfe(nfe)
+    scorer = scorer or Scorer(metrics, model_root=model_root, device=device, batch_size=batch_size)
+    seeds = eval_seeds(seed, n_samples)
+    sch = loaded.schedule
+
+    def sample(sv: str, t: Tensor, tc: Tensor | None) -> Tensor:
+        return generate(loaded, sv, t, tc, seeds, guidance=guidance, prompts=prompts, batch_size=batch_size, device=device)
+
+    schedules: list[tuple[str, Tensor, Tensor | None]] = []
+    if learned is not None:
+        t_steps, t_model = (torch.as_tensor(v, dtype=torch.float64) for v in learned)
+        if t_steps.shape != (n + 1,) or t_model.shape != (n + 1,):
+            raise ValueError(f"learned schedule: {solver} at NFE {nfe} takes {n} steps, so t_steps and t_model need "
+                             f"{n + 1} times; got {tuple(t_steps.shape)} and {tuple(t_model.shape)}")
+        schedules.append(("ld3", t_steps, t_model))
+    schedules += [(h, heuristic(h, sch, n), None) for h in HEURISTICS]
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    t_teach = heuristic(teacher.heuristic, sch, get_solver(teacher.solver).steps_for_nfe(teacher.nfe))
+    teach = sample(teacher.solver, t_teach, None)
+    timings["teacher_s"] = time.perf_counter() - t0
+    rows, samples, t_sample, t_score = [], {}, 0.0, 0.0
+    for name, t, tc in schedules:
+        t0 = time.perf_counter()
+        images = sample(solver, t, tc)
+        t1 = time.perf_counter()
+        rows.append({"name": name, "t_steps": t.tolist(), "t_model": (tc if tc is not None else t).tolist(),
+                     **scorer.score(images, teach)})
+        t_sample, t_score = t_sample + t1 - t0, t_score + time.perf_counter() - t1
+        if keep_samples:
+            samples[name] = images[:keep_samples]
+    t0 = time.perf_counter()
+    rows.append({"name": "teacher", "t_steps": t_teach.tolist(), "t_model": t_teach.tolist(),
+                 **scorer.score(teach, None)})
+    if keep_samples:
+        samples["teacher"] = teach[:keep_samples]
+    timings.update(sampling_s=t_sample, metrics_s=t_score + time.perf_counter() - t0)
+    return EvalTable(loaded.spec.key, solver, nfe, n_samples, seed, asdict(teacher), rows, timings, samples)
+
+
+def read_catalog(model_root: str | os.PathLike) -> dict[str, ModelSpec]:
+    """``<model_root>/catalog.json`` as {key: ModelSpec}."""
+    path = Path(model_root) / "catalog.json"
+    if not path.is_file():
+        raise ValueError(f"--model-root: {path} does not exist")
+    return {d["key"]: ModelSpec.from_dict(d) for d in json.loads(path.read_text())}
+
+
+def read_schedule(path: str | os.PathLike, solver: str, nfe: int) -> tuple[Tensor, Tensor]:
+    """The learned (t_steps, t_model) of an ``ld3 optimize --out`` file, checked against solver/NFE."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--schedule: cannot read {path}: {e}") from None
+    ld3 = d.get("config", {}).get("ld3", {})
+    for name, want in (("solver", solver), ("nfe", nfe)):
+        if name in ld3 and ld3[name] != want:
+            raise ValueError(f"--schedule: {path} was learned for {name} {ld3[name]!r}, not {want!r}")
+    keys = ("learned_t_steps", "learned_t_model") if "learned_t_steps" in d else ("t_steps", "t_model")
+    if not all(k in d for k in keys):
+        raise ValueError(f"--schedule: {path} has no learned_t_steps/learned_t_model (nor t_steps/t_model)")
+    return torch.tensor(d[keys[0]], dtype=torch.float64), torch.tensor(d[keys[1]], dtype=torch.float64)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``ld3 evaluate``: print the markdown table; exit status 2 with a message on bad input."""
+    p = argparse.ArgumentParser(prog="ld3 evaluate", description="Sample quality of a learned schedule and every heuristic.")
+    p.add_argument("--model", required=True, help="catalog key")
+    p.add_argument("--solver", required=True, choices=sorted(SOLVERS))
+    p.add_argument("--nfe", type=int, required=True)
+    p.add_argument("--schedule", help="JSON written by `ld3 optimize --out` (its learned schedule)")
+    p.add_argument("--n", type=int, default=1000, help="samples per schedule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=list(METRICS))
+    p.add_argument("--teacher", nargs=3, default=["unipc", "20", "logsnr"], metavar=("SOLVER", "NFE", "HEURISTIC"))
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (conditional models)")
+    p.add_argument("--model-root", default=os.environ.get("LD3_MODEL_ROOT", str(REPO / "models")))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", help="also write the table as JSON here")
+    args = p.parse_args(argv)
+    try:
+        catalog = read_catalog(args.model_root)
+        if args.model not in catalog:
+            raise ValueError(f"--model: unknown key {args.model!r}; the catalog has {sorted(catalog)}")
+        learned = read_schedule(args.schedule, args.solver, args.nfe) if args.schedule else None
+        teacher = TeacherSpec(args.teacher[0], int(args.teacher[1]), args.teacher[2])
+        loaded = load_model(catalog[args.model], args.model_root, device=args.device)
+        table = evaluate(loaded, args.solver, args.nfe, learned, n_samples=args.n, seed=args.seed, metrics=args.metrics,
+                         teacher=teacher, model_root=args.model_root, guidance=args.guidance,
+                         batch_size=args.batch_size, device=args.device)
+    except (ValueError, ClassifierError, InceptionError) as e:
+        print(f"ld3 evaluate: error: {e}", file=sys.stderr)
+        return 2
+    print(table.markdown())
+    if args.json:
+        Path(args.json).write_text(json.dumps(table.to_dict(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
