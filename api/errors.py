@@ -1,0 +1,59 @@
+"""Error bodies: every 4xx names the field and the reason.
+
+FastAPI's default 422 body echoes the raw pydantic errors (with the offending input and a docs
+URL). Ours keeps ``{"detail": [{"loc": [...], "msg": "..."}]}`` with a message that reads on
+its own, and says what was wrong with malformed JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+# worker.catalog.ModelSpec names the field in its message: put it in ``loc`` too.
+_SPEC_FIELD = re.compile(r"^model spec field '(\w+)': ")
+
+
+def field_error(loc: Sequence[str | int], msg: str, *, type: str = "value_error") -> dict[str, Any]:
+    """One entry of a 4xx ``detail`` list."""
+    return {"loc": list(loc), "msg": msg, "type": type}
+
+
+def _field_name(loc: Sequence[str | int]) -> str:
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(p) for p in loc]
+    return ".".join(parts) or "body"
+
+
+def readable(err: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic error as ``{"loc", "msg", "type"}`` with a message naming the field."""
+    loc, kind = list(err.get("loc", ())), err.get("type", "value_error")
+    msg = str(err.get("msg", "invalid value"))
+    if kind == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error", "")
+        position = loc[1] if len(loc) > 1 else "?"
+        return field_error(["body"], f"malformed JSON at character {position}: {reason}".rstrip(": "), type=kind)
+    if kind == "extra_forbidden":
+        msg = "unknown field (not accepted here)"
+    elif kind == "missing":
+        msg = "required field is missing"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if m := _SPEC_FIELD.match(msg):
+        loc = [*loc, m.group(1)] if m.group(1) not in loc else loc
+        msg = msg[m.end():]
+    return field_error(loc, f"{_field_name(loc)}: {msg}", type=kind)
+
+
+async def _validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder([readable(e) for e in exc.errors()])})
+
+
+def install(app: FastAPI) -> None:
+    """Register the readable validation-error handler."""
+    app.add_exception_handler(RequestValidationError, _validation_handler)

@@ -1,0 +1,145 @@
+"""The hot path's one indexed query: which schedule version id does ``GET /schedules`` serve?
+
+The active pointer by its primary key, or a version by its unique key, read outside any
+transaction. SQLite (the embedded mode, a local file): on the event loop, through one
+persistent driver connection and the statement compiled once; in WAL mode such a read never
+waits for a writer, and it costs less than the hop to a worker thread would. PostgreSQL: a
+few psycopg async connections (autocommit) owned by the event loop, so the round trip is
+awaited instead of parked in a worker thread (under concurrent load the thread hop cost
+several times the query). Any other database: a pooled connection in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from threading import Lock
+from typing import Any
+
+import psycopg
+
+from sqlalchemy import Engine, bindparam, create_engine, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
+
+from registry.schedules import guidance_key
+from registry.tables import ActiveScheduleRow, ScheduleVersionRow
+
+ACTIVE_ID = select(ActiveScheduleRow.version_id).where(
+    ActiveScheduleRow.model_key == bindparam("model"), ActiveScheduleRow.solver == bindparam("solver"),
+    ActiveScheduleRow.nfe == bindparam("nfe"), ActiveScheduleRow.guidance_key == bindparam("gk"))
+VERSION_ID = select(ScheduleVersionRow.id).where(
+    ScheduleVersionRow.model_key == bindparam("model"), ScheduleVersionRow.solver == bindparam("solver"),
+    ScheduleVersionRow.nfe == bindparam("nfe"), ScheduleVersionRow.guidance_key == bindparam("gk"),
+    ScheduleVersionRow.version == bindparam("version"))
+SQLITE_READ_TIMEOUT_S = 5.0
+
+
+def make_read_engine(url: str) -> Engine:
+    """Statements outside any transaction. SQLite: without ``registry.db``'s ``BEGIN IMMEDIATE``
+    (right for writers, a needless lock for a one-row read). PostgreSQL: autocommit and no
+    pre-ping round trip per checkout (``VersionIdLookup`` retries once on a dropped connection)."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_READ_TIMEOUT_S})
+    return create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+
+
+class AsyncPgConnections:
+    """Up to ``size`` autocommit psycopg async connections, opened on first use in the running loop."""
+
+    def __init__(self, url: str, size: int = 4) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.size, self.opened = size, 0
+        self.idle: asyncio.Queue[psycopg.AsyncConnection] | None = None
+
+    async def fetch_one(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        """The first row of ``sql``; a connection the server dropped is replaced and the query retried once."""
+        for attempt in (1, 2):
+            conn = await self._acquire()
+            try:
+                cur = await conn.execute(sql, params, prepare=True)
+                row = await cur.fetchone()
+            except psycopg.OperationalError:
+                self.opened -= 1
+                await conn.close()
+                if attempt == 2:
+                    raise
+                continue
+            self.idle.put_nowait(conn)
+            return row
+        return None
+
+    async def _acquire(self) -> psycopg.AsyncConnection:
+        if self.idle is None:
+            self.idle = asyncio.Queue()
+        if self.idle.empty() and self.opened < self.size:
+            self.opened += 1
+            try:
+                return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            except BaseException:
+                self.opened -= 1
+                raise
+        return await self.idle.get()
+
+    async def aclose(self) -> None:
+        while self.idle is not None and not self.idle.empty():
+            await self.idle.get_nowait().close()
+        self.opened = 0
+
+
+class VersionIdLookup:
+    """``await lookup(model, solver, nfe, guidance, version)`` -> the version id to serve, or None."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_read_engine(url)
+        self.kind = {"sqlite": "sqlite", "postgresql": "postgresql"}.get(self.engine.dialect.name, "pooled")
+        if self.kind == "postgresql" and self.engine.dialect.driver != "psycopg":
+            self.kind = "pooled"
+        self.inline = self.kind == "sqlite"
+        self._conn: sqlite3.Connection | None = None
+        self._lock = Lock()
+        self._pg = AsyncPgConnections(url) if self.kind == "postgresql" else None
+        self._sql = {}
+        for name, stmt in (("active", ACTIVE_ID), ("version", VERSION_ID)):
+            compiled = stmt.compile(dialect=self.engine.dialect)
+            self._sql[name] = (str(compiled), tuple(compiled.positiontup or ()))
+
+    async def __call__(self, model: str, solver: str, nfe: int, guidance: float | None, version: int | None) -> int | None:
+        params = {"model": model, "solver": solver, "nfe": nfe, "gk": guidance_key(guidance), "version": version}
+        if self.kind == "sqlite":
+            return self._sqlite(params)
+        if self.kind == "postgresql":
+            sql, _ = self._sql["active" if version is None else "version"]
+            row = await self._pg.fetch_one(sql, params)
+            return None if row is None else row[0]
+        return await run_in_threadpool(self._pooled, params)
+
+    def _sqlite(self, params: dict[str, Any]) -> int | None:
+        sql, order = self._sql["active" if params["version"] is None else "version"]
+        if self._conn is None:
+            with self._lock:
+                if self._conn is None:
+                    self._conn = self.engine.raw_connection().driver_connection
+        row = self._conn.execute(sql, [params[k] for k in order]).fetchone()
+        return None if row is None else row[0]
+
+    def _pooled(self, params: dict[str, Any]) -> int | None:
+        stmt = ACTIVE_ID if params["version"] is None else VERSION_ID
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect() as conn:
+                    return conn.execute(stmt, params).scalar_one_or_none()
+            except DBAPIError as e:
+                if attempt == 2 or not e.connection_invalidated:
+                    raise  # a pooled connection the server dropped (restart) is retried once on a fresh one
+        return None
+
+    async def aclose(self) -> None:
+        """Close the connections (in the loop that opened them)."""
+        if self._pg is not None:
+            await self._pg.aclose()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()

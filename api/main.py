@@ -1,0 +1,124 @@
+"""The FastAPI app: ``create_app(settings=None, queue=None)``.
+
+    uvicorn --factory api.main:create_app          # settings from LD3_* variables
+    ld3 serve                                       # the same, embedded mode set up for you
+
+``queue`` is where submitted job ids go. Left out: a Celery queue when ``settings.broker_url``
+is set, else the in-process runner (``worker.embedded``), started with the app and stopped
+with it. Nothing here imports torch: the runner imports it in its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.db import make_engine, make_session_factory
+from registry.settings import Settings, get_settings
+from registry.tables import JobRow
+from worker.queue import JobQueue
+
+from . import errors
+from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
+from .instrumentation import Metrics, MetricsMiddleware
+from .lookup import VersionIdLookup
+from .routes import dashboard, health, jobs, metrics, models, schedules
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Learns the step times of a diffusion ODE solver (LD3) for a catalog model, solver and
+NFE budget, stores each result as an immutable schedule version, and serves the active one.
+
+Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`. Scopes: `schedules:read`,
+`jobs:submit`, `admin` (admin may do everything)."""
+
+
+def count_jobs_by_state(factory: sessionmaker[Session]) -> dict[str, int]:
+    """Jobs per state (for the ``ld3_jobs`` gauge); empty if the database does not answer."""
+    try:
+        with factory() as s:
+            return {state: n for state, n in s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))}
+    except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down; /readyz says so
+        log.warning("metrics: cannot count jobs by state", exc_info=True)
+        return {}
+
+
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def _openapi_with_keys(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI schema with the API-key schemes; every route but the public ones requires one."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
+            for path in PUBLIC_PATHS:
+                for op in schema["paths"].get(path, {}).values():
+                    op["security"] = []
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
+def _default_queue(settings: Settings, factory: sessionmaker[Session]) -> tuple[JobQueue, object | None]:
+    """(queue, embedded runner or None) for the configured mode."""
+    if settings.broker_url:
+        from worker.celery_app import make_celery
+        from worker.queue import CeleryQueue
+
+        return CeleryQueue(make_celery(settings)), None
+    from worker.embedded import EmbeddedRunner
+
+    runner = EmbeddedRunner(factory, settings)
+    return runner.queue, runner
+
+
+def create_app(settings: Settings | None = None, queue: JobQueue | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment), enqueueing into ``queue``."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    lookup = VersionIdLookup(settings.database_url)
+    factory = make_session_factory(engine)
+    runner = None
+    if queue is None:
+        queue, runner = _default_queue(settings, factory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bootstrap_admin_key(factory, settings)
+        if runner is not None:
+            runner.start()
+            log.info("embedded runner started (no broker configured): jobs run in this process")
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+            engine.dispose()
+            await lookup.aclose()
+
+    app = FastAPI(title="LD3 schedule service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings, app.state.engine, app.state.session_factory = settings, engine, factory
+    app.state.version_lookup = lookup
+    app.state.queue, app.state.runner = queue, runner
+    app.state.schedule_cache, app.state.key_cache = schedules.BodyCache(), KeyCache()
+    app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
+    errors.install(app)
+    app.openapi = _openapi_with_keys(app)
+    for r in (jobs.router, schedules.router, models.router, health.router, metrics.router, dashboard.router):
+        app.include_router(r)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["ETag"])
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

@@ -1,0 +1,1 @@
+"""One module per resource: jobs, schedules, models, health, metrics."""

@@ -1,0 +1,132 @@
+"""``/jobs``: submit an LD3 job, follow it, cancel it.
+
+A job is committed before it is enqueued: a runner never receives an id the database does
+not hold. An ``Idempotency-Key`` makes a retried POST return the first job (200); an
+identical job already queued or running is returned instead of a duplicate (200).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from registry import jobs as q
+from registry import models as model_q
+from registry.schemas import JobCreate, JobPublic
+from registry.tables import JOB_STATES
+
+from ..auth import ReadDep, SubmitDep
+from ..deps import QueueDep, SessionDep
+from ..errors import field_error
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(min_length=1, max_length=64, description="job id")]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                              description="retries with the same key return the same job")]
+
+
+class JobsPublic(BaseModel):
+    """One page of jobs, newest first."""
+
+    data: list[JobPublic]
+    limit: int
+    offset: int
+
+
+def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str, Any]]:
+    """Field errors where the job's guidance, class labels or prompts do not fit the model's conditioning."""
+    cond, o, errors = spec.get("conditioning", "none"), data.options, []
+
+    def bad(field: str, msg: str) -> None:
+        errors.append(field_error(["body", "options", field], f"options.{field}: {msg}"))
+
+    if o.class_labels is not None and cond != "class":
+        bad("class_labels", f"model {data.model!r} is not class-conditional (conditioning {cond!r})")
+    if o.prompts is not None and cond != "text":
+        bad("prompts", f"model {data.model!r} takes no text prompts (conditioning {cond!r})")
+    if o.guidance is not None and cond == "none":
+        bad("guidance", f"model {data.model!r} is unconditional (conditioning 'none'): classifier-free guidance needs a conditional model")
+    n_classes = spec.get("num_classes")
+    if cond == "class" and o.class_labels is not None and n_classes is not None:
+        out = sorted({c for c in o.class_labels if c >= n_classes})
+        if out:
+            bad("class_labels", f"labels {out} are outside model {data.model!r}'s classes 0..{n_classes - 1}")
+    return errors
+
+
+def _check_model(s: Session, data: JobCreate) -> None:
+    row = model_q.get_model(s, data.model)
+    if row is None:
+        known = [m.key for m in model_q.list_models(s)]
+        raise HTTPException(422, detail=[field_error(["body", "model"], f"model: unknown model {data.model!r}; known: {known}")])
+    errors = conditioning_errors(row.spec, data)
+    if errors:
+        raise HTTPException(422, detail=errors)
+
+
+@router.post("", status_code=201, response_model=JobPublic,
+             responses={200: {"model": JobPublic, "description": "An existing job: same Idempotency-Key, or an identical job queued or running"},
+                        409: {"description": "The Idempotency-Key was used for a different job"}})
+def submit_job(data: JobCreate, response: Response, s: SessionDep, queue: QueueDep, _: SubmitDep,
+               idempotency_key: IdempotencyKey = None) -> Any:
+    """Queue an LD3 job for (model, solver, nfe) with optional LD3 options."""
+    _check_model(s, data)
+    try:
+        row, created = q.create_job(s, data, idempotency_key=idempotency_key)
+    except q.IdempotencyConflict as e:
+        raise HTTPException(409, detail=[field_error(["header", "Idempotency-Key"], f"Idempotency-Key: {e}")])
+    s.commit()
+    if not created:
+        response.status_code = 200
+        return JobPublic.from_row(row)
+    try:
+        queue.enqueue(row.id)
+    except Exception as e:  # noqa: BLE001 - the job is stored; say what failed
+        log.exception("enqueue of job %s failed", row.id)
+        raise HTTPException(503, detail=f"job {row.id} is stored as queued but the broker refused it ({e}); "
+                                        "a worker starting up picks up queued jobs")
+    return JobPublic.from_row(row)
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(s: SessionDep, _: ReadDep,
+              state: Annotated[Literal[JOB_STATES] | None, Query(description="filter by state")] = None,  # type: ignore[valid-type]
+              model: Annotated[str | None, Query(max_length=128, description="filter by model key")] = None,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+    """Jobs, newest first, optionally of one state and/or model."""
+    rows = q.list_jobs(s, state=state, model=model, limit=limit, offset=offset)
+    return JobsPublic(data=[JobPublic.from_row(r) for r in rows], limit=limit, offset=offset)
+
+
+def _get(s: Session, job_id: str):
+    row = q.get_job(s, job_id)
+    if row is None:
+        raise HTTPException(404, detail=f"job {job_id!r} not found")
+    return row
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: JobId, s: SessionDep, _: ReadDep) -> Any:
+    """State, phase, progress, losses, ETA, error, learning curve and events of one job."""
+    row = _get(s, job_id)
+    return JobPublic.from_row(row, events=q.job_events(s, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: JobId, s: SessionDep, _: SubmitDep) -> Any:
+    """Cancel: a queued job at once, a running one at its next iteration. Cancelling a cancelled job
+    returns it; a succeeded or failed one is a 409."""
+    row = _get(s, job_id)
+    if row.state in ("succeeded", "failed"):
+        raise HTTPException(409, detail=f"job {job_id!r} is already {row.state}; only queued or running jobs can be cancelled")
+    row = q.request_cancel(s, job_id)
+    s.commit()
+    return JobPublic.from_row(row, events=q.job_events(s, job_id))

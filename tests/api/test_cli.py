@@ -1,0 +1,125 @@
+"""``ld3`` commands: the client commands against a live uvicorn server, the delegation, and the
+quickstart end to end (embedded service in a subprocess, a real small job over HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from api.cli import format_quality, main, parser
+from api.main import create_app
+from api_support import ADMIN_KEY, ROOT, settings_for
+
+
+@pytest.fixture
+def live_url(db_url, factory, queue):
+    """The app served by uvicorn on a free port, in a thread (jobs are only recorded, not run)."""
+    config = uvicorn.Config(create_app(settings_for(db_url), queue), host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers):
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _auth(url):
+    return ["--url", url, "--api-key", ADMIN_KEY]
+
+
+def test_submit_prints_the_job_id_then_status_and_cancel(live_url, queue, capsys):
+    assert main(["submit", "ddpm-digits", "unipc", "5", "-o", "n_train=20", "-o", "loss=l2", *_auth(live_url)]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", job_id) and queue.ids == [job_id]
+    assert main(["status", job_id, *_auth(live_url)]) == 0
+    out = capsys.readouterr().out
+    assert f"job {job_id}: ddpm-digits/unipc/NFE 5  state queued" in out and "submitted" in out
+    assert main(["status", "--json", *_auth(live_url)]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert page["data"][0]["options"]["n_train"] == 20 and page["data"][0]["options"]["loss"] == "l2"
+    assert main(["cancel", job_id, *_auth(live_url)]) == 0
+    assert "state cancelled" in capsys.readouterr().out
+
+
+def test_client_commands_print_the_servers_error(live_url, capsys):
+    assert main(["submit", "ddpm-digits", "unipc", "5", "-o", "n_trian=2", *_auth(live_url)]) == 1
+    assert "options.n_trian: unknown field" in capsys.readouterr().err
+    assert main(["status", "--url", live_url, "--api-key", "ld3_wrong"]) == 1
+    assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_schedule_get_versions_promote(live_url, add_version, capsys):
+    add_version(5)
+    add_version(5, promote=False)
+    assert main(["schedule", "get", "ddpm-digits", "unipc", "5", *_auth(live_url)]) == 0
+    out = capsys.readouterr().out
+    assert "schedule ddpm-digits/unipc/NFE 5 version 1" in out and "logsnr" in out
+    assert re.search(r"^ld3 .*<- served$", out, re.M)  # the version's source is ld3
+    assert main(["schedule", "get", "ddpm-digits", "unipc", "5", "--format", "comfyui", "--version", "2", *_auth(live_url)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["format"] == "comfyui" and exported["version"] == 2 and exported["caveats"]
+    assert main(["schedule", "promote", "ddpm-digits", "unipc", "5", "2", *_auth(live_url)]) == 0
+    assert "active: version 2" in capsys.readouterr().out
+    assert main(["schedule", "versions", "ddpm-digits", "unipc", "5", *_auth(live_url)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("version   2") and lines[1].endswith("<- active")
+
+
+def test_format_quality_orders_heuristics_and_marks_the_served_schedule():
+    table = format_quality({"metric": "l2", "n_test": 4, "source": "edm", "learned": {"mean": 0.02, "sem": 0.01},
+                            "best_heuristic": {"name": "edm", "mean": 0.03, "sem": 0.01},
+                            "learned_minus_best": {"mean": -0.01, "sem": 0.02},
+                            "heuristics": {"logsnr": {"mean": 0.1, "sem": 0.02}, "edm": {"mean": 0.03, "sem": 0.01}}})
+    rows = table.splitlines()
+    assert rows[0].split()[:3] == ["schedule", "test", "l2"]
+    assert [r.split()[0] for r in rows[1:4]] == ["ld3", "edm", "logsnr"]
+    assert rows[2].endswith("<- served") and "(paired, n = 4)" in rows[-1]
+
+
+def test_worker_refuses_to_start_without_a_broker(monkeypatch, capsys):
+    monkeypatch.delenv("LD3_BROKER_URL", raising=False)
+    assert main(["worker"]) == 2
+    assert "LD3_BROKER_URL" in capsys.readouterr().err
+
+
+def test_optimize_and_models_go_to_ld3core(capsys):
+    assert main(["models"]) == 0
+    assert "gmm2d-edm" in capsys.readouterr().out.split()
+    assert {"serve", "worker", "submit", "status", "schedule", "quickstart", "optimize", "evaluate"} <= set(
+        parser()._subparsers._group_actions[0].choices)
+
+
+def test_cli_import_is_light():
+    code = "import sys, api.cli; assert not [m for m in ('torch', 'uvicorn', 'sqlalchemy', 'fastapi') if m in sys.modules]"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_runs_a_real_job_over_http_and_prints_the_schedule(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("LD3_BROKER_URL", None)
+    small = ["-o", "n_train=4", "-o", "n_val=4", "-o", "n_test=4", "-o", "teacher_nfe=6", "-o", "phase1_epochs=1",
+             "-o", "phase2_epochs=0", "-o", "loss=l2", "-o", "starts=1"]
+    proc = subprocess.run([sys.executable, "-m", "api.cli", "quickstart", "--database-url", f"sqlite:///{tmp_path}/ld3.db",
+                           "--port", "0", "--quiet", *small], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "schedule ddpm-digits/unipc/NFE 5 version 1" in out
+    t_steps = [float(x) for x in re.search(r"t_steps: (.*)", out).group(1).split(", ")]
+    assert len(t_steps) == 6 and all(a > b for a, b in zip(t_steps, t_steps[1:]))
+    assert re.search(r"^ld3\s+\d", out, re.M) and "<- served" in out
+    assert "service stopped" in proc.stderr  # exit status 0: the job succeeded

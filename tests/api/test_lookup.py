@@ -1,0 +1,75 @@
+"""api.lookup: the one indexed query of GET /schedules, on SQLite (inline) and PostgreSQL (pooled)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import create_engine
+
+from api.lookup import VersionIdLookup
+from registry import schedules as sq
+from registry.db import session_scope
+
+
+def _lookup(db_url, *args):
+    async def run():
+        lookup = VersionIdLookup(db_url)
+        try:
+            return await lookup(*args)
+        finally:
+            await lookup.aclose()
+
+    return asyncio.run(run())
+
+
+def test_active_and_numbered_versions(db_url, factory, add_version):
+    add_version(5)
+    add_version(5, promote=False)
+    with factory() as s:
+        v1, v2 = (r.id for r in sq.list_versions(s, "ddpm-digits", "unipc", 5))
+
+    async def run():
+        lookup = VersionIdLookup(db_url)
+        try:
+            assert lookup.kind == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
+            assert await lookup("ddpm-digits", "unipc", 5, None, None) == v1
+            assert await lookup("ddpm-digits", "unipc", 5, None, 2) == v2
+            assert await lookup("ddpm-digits", "unipc", 5, None, 3) is None
+            assert await lookup("ddpm-digits", "unipc", 6, None, None) is None
+            assert await lookup("ddpm-digits", "unipc", 5, 2.0, None) is None
+            with session_scope(factory) as s:
+                sq.promote(s, v2, actor="test")
+            assert await lookup("ddpm-digits", "unipc", 5, None, None) == v2  # the next read sees the promotion
+            found = await asyncio.gather(*(lookup("ddpm-digits", "unipc", 5, None, v) for v in (1, 2, 1, 2, 1, 2)))
+            assert found == [v1, v2] * 3  # concurrent reads share the few connections
+        finally:
+            await lookup.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_pooled_path_for_other_drivers_answers_the_same(db_url, factory, add_version):
+    add_version(5)
+    lookup = VersionIdLookup(db_url)
+    try:
+        params = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5, "gk": "", "version": None}
+        with factory() as s:
+            assert lookup._pooled(params) == sq.get_active(s, "ddpm-digits", "unipc", 5).id
+    finally:
+        asyncio.run(lookup.aclose())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sqlite_read_does_not_wait_for_an_open_write_transaction(db_url, add_version):
+    sqlite_url = db_url
+    add_version(5)
+    writer = create_engine(sqlite_url).raw_connection().driver_connection
+    writer.isolation_level = None
+    writer.execute("BEGIN IMMEDIATE")  # a worker's write transaction, holding the write lock
+    try:
+        writer.execute("UPDATE active_schedules SET updated_at = updated_at")
+        assert _lookup(sqlite_url, "ddpm-digits", "unipc", 5, None, None) is not None
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

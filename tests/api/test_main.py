@@ -1,0 +1,56 @@
+"""The app as a whole: no torch at import, OpenAPI docs, lifespan bootstrap of the admin key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from api.main import create_app
+from api_support import ADMIN, settings_for
+
+
+def test_importing_the_api_does_not_import_torch():
+    code = ("import sys, api.main, api.cli, api.client\n"
+            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'ld3core', 'worker.runner') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_building_an_app_does_not_import_torch(db_url):
+    code = ("import sys\nfrom api.main import create_app\nfrom registry.settings import Settings\n"
+            f"create_app(Settings(database_url={db_url!r}, broker_url=None), queue=None)\n"
+            "assert 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_openapi_lists_every_route_and_the_key_schemes(client):
+    spec = client.get("/openapi.json").json()
+    paths = set(spec["paths"])
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/cancel", "/schedules/{model}/{solver}/{nfe}",
+            "/schedules/{model}/{solver}/{nfe}/versions", "/schedules/{model}/{solver}/{nfe}/versions/{version}/promote",
+            "/models", "/healthz", "/readyz", "/metrics"} <= paths
+    assert set(spec["components"]["securitySchemes"]) == {"ApiKeyHeader", "BearerKey"}
+    assert spec["paths"]["/healthz"]["get"]["security"] == [] and "security" not in spec["paths"]["/jobs"]["post"]
+    assert "If-None-Match" in {p["name"] for p in spec["paths"]["/schedules/{model}/{solver}/{nfe}"]["get"]["parameters"]}
+    assert client.get("/docs").status_code == 200
+
+
+def test_admin_key_bootstrap_is_idempotent_across_restarts(make_client):
+    for _ in range(2):  # a second start finds the key's hash already stored
+        c = make_client()
+        assert c.get("/models", headers=ADMIN).status_code == 200
+
+
+def test_without_a_queue_and_broker_the_app_owns_an_embedded_runner(db_url):
+    app = create_app(settings_for(db_url), queue=None)
+    assert app.state.runner is not None and app.state.queue is app.state.runner.queue
+    assert not app.state.runner.running  # started by the lifespan only
+
+
+def test_with_a_broker_the_app_sends_celery_tasks(db_url):
+    app = create_app(settings_for(db_url, broker_url="redis://127.0.0.1:6379/15"), queue=None)
+    from worker.queue import CeleryQueue
+
+    assert isinstance(app.state.queue, CeleryQueue) and app.state.runner is None

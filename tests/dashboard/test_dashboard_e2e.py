@@ -1,0 +1,96 @@
+"""The dashboard in headless Chromium against a live service running real (tiny) LD3 jobs."""
+
+from __future__ import annotations
+
+import re
+
+from dashboard_support import FAST_OPTIONS, LONG_OPTIONS, SCREENSHOTS
+
+SCHEDULE_KEY = "gmm2d-edm/euler/4"
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_job_appears_advances_finishes_and_its_schedule_is_plotted(service, dashboard, canvas_ink):
+    page = dashboard("jobs:submit")
+    job_id = service.submit(FAST_OPTIONS)
+    row = page.locator(f"tr[data-job-id='{job_id}']")
+    row.wait_for()
+    page.locator(f"tr[data-job-id='{job_id}'][data-state='succeeded']").wait_for(timeout=120_000)
+
+    seen = page.evaluate("id => window.__progress.filter(p => p[0] === id)", job_id)
+    running = {float(pct) for _, state, pct in seen if state == "running"}
+    assert len(running) >= 2, f"the bar did not advance while the job ran: {seen}"
+    assert seen[-1][1:] == ["succeeded", "100.0"]
+    assert row.locator("td").nth(2).inner_text() == "gmm2d-edm"
+
+    row.locator("a").first.click()
+    page.wait_for_selector("#schedule-chart[data-points]")
+    assert int(page.get_attribute("#schedule-chart", "data-points")) >= 5 * 3  # N+1 = 5 times, 3 schedules
+    assert page.get_attribute("#schedule-chart", "data-series").split(",")[:1] == ["LD3 (learned)"]
+    assert canvas_ink(page, "#schedule-chart") > 2000
+    assert int(page.get_attribute("#loss-chart", "data-points")) > 0
+    assert canvas_ink(page, "#loss-chart") > 2000
+    assert page.locator("#events tr[data-kind='succeeded']").count() == 1
+    assert page.locator("#cancel-job").count() == 0  # finished: nothing to cancel
+    _shot(page, "job")
+
+    page.click("#schedule-link")
+    page.wait_for_selector(f"a.cell[data-key='{SCHEDULE_KEY}']")
+    page.wait_for_selector("#history tr.active")
+    cell = page.locator(f"a.cell[data-key='{SCHEDULE_KEY}']").inner_text()
+    assert re.search(r"v\d+ ([−+]\d+\.\d %|= \w+)", cell), cell
+    assert page.locator("button.promote").count() == 0  # not an admin key
+    page.wait_for_selector("#schedule-detail #schedule-chart[data-points]")
+    _shot(page, "schedules")
+
+
+def test_cancel_from_the_job_page_and_a_read_only_key_sees_no_cancel_button(service, dashboard):
+    job_id = service.submit(LONG_OPTIONS)
+    page = dashboard("jobs:submit")
+    page.locator(f"tr[data-job-id='{job_id}'][data-state='running'] [role=progressbar]:not([aria-valuenow='0.0'])").wait_for(timeout=120_000)
+    _shot(page, "jobs")
+
+    reader = dashboard("schedules:read", f"#/jobs/{job_id}")
+    reader.wait_for_selector("#job-summary dl")
+    reader.wait_for_selector(".badge.running")
+    assert reader.locator("#cancel-job").count() == 0
+
+    page.locator(f"tr[data-job-id='{job_id}'] a").first.click()
+    page.click("#cancel-job")  # the confirmation dialog is accepted by the fixture
+    page.wait_for_selector(".toolbar .badge.cancelled", timeout=60_000)
+    assert page.locator("#cancel-job").count() == 0
+    assert service.wait_job(job_id, ("cancelled",))["state"] == "cancelled"
+    assert page.locator("#events tr[data-kind='cancelled']").count() == 1
+
+
+def test_an_admin_rolls_back_and_promotes_versions(service, dashboard):
+    for seed in (1, 2):
+        job = service.wait_job(service.submit({**FAST_OPTIONS, "seed": seed}), ("succeeded", "failed", "cancelled"))
+        assert job["state"] == "succeeded", job["error"]
+    with service.client("schedules:read") as c:
+        versions = c.get(f"/schedules/{SCHEDULE_KEY}/versions").json()
+    newest, older = versions[-1]["version"], versions[-2]["version"]
+    assert versions[-1]["active"]
+
+    reader = dashboard("schedules:read", "#/schedules?model=gmm2d-edm&solver=euler&nfe=4")
+    reader.wait_for_selector(f"#history tr[data-version='{newest}'].active")
+    assert reader.locator("button.promote").count() == 0
+
+    admin = dashboard("admin", "#/schedules?model=gmm2d-edm&solver=euler&nfe=4")
+    admin.wait_for_selector(f"#history tr[data-version='{newest}'].active")
+    button = admin.locator(f"#history tr[data-version='{older}'] button.promote")
+    assert button.inner_text() == "Roll back to this"
+    button.click()
+    admin.wait_for_selector(f"#history tr[data-version='{older}'].active")
+    with service.client("schedules:read") as c:
+        assert c.get(f"/schedules/{SCHEDULE_KEY}").json()["version"] == older
+    promote = admin.locator(f"#history tr[data-version='{newest}'] button.promote")
+    assert promote.inner_text() == "Promote"
+    promote.click()
+    admin.wait_for_selector(f"#history tr[data-version='{newest}'].active")
+    with service.client("schedules:read") as c:
+        assert c.get(f"/schedules/{SCHEDULE_KEY}").json()["version"] == newest

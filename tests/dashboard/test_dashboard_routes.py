@@ -1,0 +1,115 @@
+"""``api/routes/dashboard.py``: the pages and assets, /auth/me, the active-schedule table, one
+version by id, and the sample grid endpoint (against a real SQLite registry, no browser)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.main import create_app
+from registry import keys, models
+from registry import schedules as sq
+from registry.db import make_engine, make_session_factory, session_scope, upgrade
+from registry.schemas import ScheduleVersionCreate
+from registry.settings import Settings
+
+from dashboard_support import GMM2D_EDM, ROOT
+
+
+class NoQueue:
+    def enqueue(self, job_id: str) -> None:
+        raise AssertionError("these tests submit no job")
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (8, 4), 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _version(png: bytes | None) -> ScheduleVersionCreate:
+    sig = [80.0, 5.0, 0.5, 0.02, 0.002]  # EDM: t is sigma
+    return ScheduleVersionCreate(
+        model_key="gmm2d-edm", solver="euler", nfe=4, t_steps=sig, t_model=sig, time_space="edm t in [0.002, 80]",
+        sigmas=sig, model_timesteps=sig, schedule_config={"name": "edm"}, source="ld3", config={}, seed=0,
+        code_version="test", val_loss=0.1, samples_png=png,
+        quality={"metric": "l2", "source": "ld3", "learned": {"mean": 0.1, "sem": 0.01},
+                 "best_heuristic": {"name": "logsnr", "mean": 0.2, "sem": 0.02},
+                 "learned_minus_best": {"mean": -0.1, "sem": 0.01}})
+
+
+@pytest.fixture
+def app_and_keys(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ld3.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with session_scope(factory) as s:
+        models.upsert_model(s, GMM2D_EDM)
+        read = keys.create_key(s, name="reader", scopes=["schedules:read"])[1]
+        submit = keys.create_key(s, name="submitter", scopes=["jobs:submit"])[1]
+        v1 = sq.create_version(s, _version(_png()))
+        v2 = sq.create_version(s, _version(None))
+        sq.promote(s, v2.id)
+        ids = (v1.id, v2.id)
+    engine.dispose()
+    settings = Settings(database_url=url, broker_url=None, auth_required=True, model_root=str(ROOT / "models"))
+    with TestClient(create_app(settings, NoQueue())) as client:
+        yield client, {"X-API-Key": read}, {"X-API-Key": submit}, ids
+
+
+def test_pages_and_assets_are_served_with_a_strict_policy(app_and_keys):
+    client, *_ = app_and_keys
+    r = client.get("/dashboard", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/dashboard/"
+    page = client.get("/dashboard/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<script type="module" src="/dashboard/js/app.js">' in page.text
+    js = client.get("/dashboard/js/app.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert client.get("/dashboard/style.css").headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize("path", ["/dashboard/nothing.js", "/dashboard/%2e%2e/routes/dashboard.py",
+                                  "/dashboard/..%2f..%2fregistry%2fdb.py", "/dashboard/js"])
+def test_nothing_outside_the_dashboard_folder_is_served(app_and_keys, path):
+    client, *_ = app_and_keys
+    assert client.get(path).status_code == 404
+
+
+def test_auth_me_names_the_key_and_its_scopes(app_and_keys):
+    client, read, submit, _ = app_and_keys
+    assert client.get("/auth/me").status_code == 401
+    assert client.get("/auth/me", headers={"X-API-Key": "ld3_wrong"}).status_code == 401
+    assert client.get("/auth/me", headers=read).json() == {"name": "reader", "scopes": ["schedules:read"]}
+    assert client.get("/auth/me", headers=submit).json()["scopes"] == ["jobs:submit"]
+    assert client.get("/dashboard/api/config").json() == {"auth_required": True}
+
+
+def test_active_schedules_and_version_detail(app_and_keys):
+    client, read, submit, (v1, v2) = app_and_keys
+    assert client.get("/dashboard/api/schedules", headers=submit).status_code == 403
+    rows = client.get("/dashboard/api/schedules", headers=read).json()
+    assert [(r["model"], r["solver"], r["nfe"], r["version"], r["version_id"]) for r in rows] == [("gmm2d-edm", "euler", 4, 2, v2)]
+    assert rows[0]["quality"]["best_heuristic"]["name"] == "logsnr"
+    first = client.get(f"/dashboard/api/versions/{v1}", headers=read).json()
+    assert (first["version"], first["active"], first["has_samples"]) == (1, False, True)
+    second = client.get(f"/dashboard/api/versions/{v2}", headers=read).json()
+    assert (second["version"], second["active"], second["has_samples"]) == (2, True, False)
+    assert client.get("/dashboard/api/versions/999", headers=read).status_code == 404
+
+
+def test_samples_png_returns_the_stored_grid_or_says_why_not(app_and_keys):
+    client, read, _, _ = app_and_keys
+    base = "/schedules/gmm2d-edm/euler/4/versions"
+    assert client.get(f"{base}/1/samples.png").status_code == 401
+    r = client.get(f"{base}/1/samples.png", headers=read)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content == _png()
+    none = client.get(f"{base}/2/samples.png", headers=read)
+    assert none.status_code == 404 and "no sample grid" in none.json()["detail"]
+    missing = client.get(f"{base}/9/samples.png", headers=read)
+    assert missing.status_code == 404 and "no version 9" in missing.json()["detail"]
