@@ -25,6 +25,7 @@ App. B.1.2: 2 + 3 epochs and its learning rates).
 
     python benchmarks/quality_models.py --quick                                    # CPU smoke test
     python benchmarks/quality_models.py --device cuda --workers 16 [--fid]         # the full grid
+    python benchmarks/quality_models.py --size cpu --loss lpips --no-lpips --workers 2   # what a 2-core CPU affords
     python benchmarks/quality_models.py --report benchmarks/results/quality_models.jsonl
 """
 
@@ -54,8 +55,12 @@ TARGET_CUT = 0.30  # LD3 cuts the best heuristic's FD by >= 30% at NFE 4 and 5 .
 TARGET_NFES = (4, 5)  # ... and is never worse at any NFE
 GRID_SAMPLES = 16
 
-FULL = {"n_train": 50, "n_val": 50, "n_test": 100, "epochs": None, "teacher_nfe": 20, "n_samples": 1000}
-QUICK = {"n_train": 4, "n_val": 4, "n_test": 4, "epochs": [1, 0], "teacher_nfe": 10, "n_samples": 64}
+FULL = {"n_train": 50, "n_val": 50, "n_test": 100, "epochs": None, "teacher_nfe": 20, "n_samples": 1000, "starts": 3}
+# What a 2-core CPU affords for the whole grid: the paper's single start, 20/20/50 pairs,
+# 1 + 4 epochs (50 iterations), 400 samples per schedule.
+CPU = {"n_train": 20, "n_val": 20, "n_test": 50, "epochs": [1, 4], "teacher_nfe": 20, "n_samples": 400, "starts": 1}
+QUICK = {"n_train": 4, "n_val": 4, "n_test": 4, "epochs": [1, 0], "teacher_nfe": 10, "n_samples": 64, "starts": 1}
+SIZES = {"full": FULL, "cpu": CPU, "quick": QUICK}
 
 _CACHE: dict[str, Any] = {}  # per worker process: loaded models and the scorer
 
@@ -69,7 +74,7 @@ def job_config(inputs, solver: str, nfe: int, seed: int, size: dict[str, Any], l
     epochs = {"phase1_epochs": size["epochs"][0], "phase2_epochs": size["epochs"][1]} if size.get("epochs") else {}
     ld3 = inputs.ld3_config(solver=solver, nfe=nfe, loss=loss, seed=seed, **epochs)
     return JobConfig(ld3=ld3, teacher=TeacherSpec("unipc", size["teacher_nfe"], "logsnr"), n_train=size["n_train"],
-                     n_val=size["n_val"], n_test=size["n_test"], starts=3)
+                     n_val=size["n_val"], n_test=size["n_test"], starts=size.get("starts", 3))
 
 
 def cell_key(c: dict[str, Any]) -> tuple:
@@ -81,7 +86,7 @@ def run_cell(cell: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from ld3core.optimize import run_job
-    from worker.evaluate import Scorer, evaluate, read_catalog
+    from worker.evaluate import Scorer, evaluate, read_catalog, teacher_samples
     from worker.loaders import load_model
     from worker.sampling import prepare_job
 
@@ -101,9 +106,14 @@ def run_cell(cell: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     train_s = time.perf_counter() - t0
     keep = GRID_SAMPLES if cell["seed"] == opts["grid_seed"] else 0
     t0 = time.perf_counter()
+    tkey = ("teacher", model, cell["seed"])  # the same for every solver and NFE of this model and seed
+    if tkey not in _CACHE:
+        _CACHE[tkey] = teacher_samples(loaded, n_samples=opts["size"]["n_samples"], seed=cell["seed"],
+                                       teacher=cfg.teacher, device=dev)
     table = evaluate(loaded, cell["solver"], cell["nfe"], (res.learned_t_steps, res.learned_t_model),
                      n_samples=opts["size"]["n_samples"], seed=cell["seed"], metrics=opts["metrics"],
-                     teacher=cfg.teacher, scorer=_CACHE["scorer"], device=dev, keep_samples=keep)
+                     teacher=cfg.teacher, scorer=_CACHE["scorer"], device=dev, keep_samples=keep,
+                     teacher_images=_CACHE[tkey])
     eval_s = time.perf_counter() - t0
     if keep:
         write_grid(table, Path(opts["grid_dir"]) / f"{model}_{cell['solver']}_nfe{cell['nfe']}.png")
@@ -262,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--loss", default="l2", choices=("l2", "l1", "lpips", "lpips_alex"))
     p.add_argument("--n-samples", type=int, help="samples per schedule (default 1000; 64 with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny config and one cell per model: a CPU smoke test")
+    p.add_argument("--size", choices=tuple(SIZES), default="full",
+                   help="job and sample sizes: full (GPU), cpu (what 2 CPU cores afford for the grid)")
+    p.add_argument("--no-lpips", action="store_true", help="skip LPIPS to the teacher (a VGG pass per sample)")
     p.add_argument("--model-root", default=str(REPO / "models"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--tag", help="file name stem (default quality_models, quality_models_quick with --quick)")
@@ -286,16 +299,19 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [m for m in models if m not in catalog]
     if unknown:
         p.error(f"--models: unknown {unknown}; the catalog has {sorted(catalog)}")
-    size = dict(QUICK if args.quick else FULL)
+    size = dict(QUICK if args.quick else SIZES[args.size])
     if args.n_samples:
         size["n_samples"] = args.n_samples
     opts = {"device": args.device, "threads": args.threads, "model_root": args.model_root, "loss": args.loss,
-            "metrics": ("fd_digits", "lpips_teacher") + (("fid",) if args.fid else ()), "size": size,
+            "metrics": ("fd_digits",) + (() if args.no_lpips else ("lpips_teacher",)) + (("fid",) if args.fid else ()),
+            "size": size,
             "grid_seed": args.seeds[0], "grid_dir": str(out / tag)}
     jsonl = out / f"{tag}.jsonl"
     done = {cell_key(c): c for c in read_jsonl(jsonl) if c.get("config_size") == size and c.get("loss") == args.loss}
-    todo = [{"model": m, "solver": s, "nfe": n, "seed": sd} for m in models for sd in args.seeds
-            for s in args.solvers for n in args.nfes]
+    # Seed-major, then NFE: the first seed of every model at NFE 4 (the target) comes first, and
+    # a run cut short covers the grid once before any second seed.
+    todo = [{"model": m, "solver": s, "nfe": n, "seed": sd} for sd in args.seeds for n in args.nfes
+            for m in models for s in args.solvers]
     todo = [c for c in todo if cell_key(c) not in done]
     cells = list(done.values())
     print(f"{len(todo)} cells to run ({len(done)} already in {jsonl}), {args.workers} worker(s) on {args.device}",

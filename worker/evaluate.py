@@ -176,13 +176,15 @@ def evaluate(
     n_samples: int = 1000, seed: int = 0, metrics: Sequence[str] = METRICS, teacher: TeacherSpec = TeacherSpec(),
     model_root: str | os.PathLike = "models", scorer: Scorer | None = None, guidance: float | None = None,
     prompts: Sequence[str] | None = None, batch_size: int = 256, device: str = "cpu", keep_samples: int = 0,
+    teacher_images: Tensor | None = None,
 ) -> EvalTable:
     """Compare ``learned`` (t_steps, t_model) with every heuristic on the same ``n_samples`` seeds.
 
     Conditional models get each seed's own condition (``worker.sampling``: class ``seed mod
     num_classes``, balanced like the real data; or ``prompts``). ``scorer``
     reuses loaded networks across calls; ``keep_samples`` keeps the first k images of each
-    schedule in ``EvalTable.samples`` (for sample grids)."""
+    schedule in ``EvalTable.samples`` (for sample grids). ``teacher_images``: the teacher's
+    samples of these seeds (``teacher_samples``), when the caller already has them."""
     if solver not in SOLVERS:
         raise ValueError(f"solver: unknown {solver!r}; known: {sorted(SOLVERS)}")
     n = SOLVERS[solver].steps_for_nfe(nfe)
@@ -205,7 +207,12 @@ def evaluate(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     t_teach = heuristic(teacher.heuristic, sch, get_solver(teacher.solver).steps_for_nfe(teacher.nfe))
-    teach = sample(teacher.solver, t_teach, None)
+    if teacher_images is None:
+        teach = sample(teacher.solver, t_teach, None)
+    elif teacher_images.shape[0] != n_samples:
+        raise ValueError(f"teacher_images: {teacher_images.shape[0]} images for {n_samples} samples")
+    else:
+        teach = teacher_images
     timings["teacher_s"] = time.perf_counter() - t0
     rows, samples, t_sample, t_score = [], {}, 0.0, 0.0
     for name, t, tc in schedules:
@@ -224,6 +231,16 @@ def evaluate(
         samples["teacher"] = teach[:keep_samples]
     timings.update(sampling_s=t_sample, metrics_s=t_score + time.perf_counter() - t0)
     return EvalTable(loaded.spec.key, solver, nfe, n_samples, seed, asdict(teacher), rows, timings, samples)
+
+
+def teacher_samples(loaded: LoadedModel, *, n_samples: int, seed: int = 0, teacher: TeacherSpec = TeacherSpec(),
+                    guidance: float | None = None, prompts: Sequence[str] | None = None, batch_size: int = 256,
+                    device: str = "cpu") -> Tensor:
+    """The teacher's samples of evaluation run ``seed``: what ``evaluate`` compares with, reusable
+    across solvers and NFEs of one model."""
+    t = heuristic(teacher.heuristic, loaded.schedule, get_solver(teacher.solver).steps_for_nfe(teacher.nfe))
+    return generate(loaded, teacher.solver, t, None, eval_seeds(seed, n_samples), guidance=guidance, prompts=prompts,
+                    batch_size=batch_size, device=device)
 
 
 def read_catalog(model_root: str | os.PathLike) -> dict[str, ModelSpec]:

@@ -111,3 +111,16 @@ def test_main_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch):
 def test_main_rejects_unknown_model(capsys):
     assert ev.main(["--model", "nope", "--solver", "unipc", "--nfe", "4", "--model-root", str(MODELS)]) == 2
     assert "--model: unknown key 'nope'" in capsys.readouterr().err
+
+
+def test_given_teacher_samples_give_the_same_table(loaded, scorer, table):
+    learned = next(torch.tensor(r["t_steps"], dtype=torch.float64) for r in table.rows if r["name"] == "ld3")
+    teach = ev.teacher_samples(loaded, n_samples=24, seed=0, teacher=TEACHER)
+    again = ev.evaluate(loaded, "unipc", 3, (learned, learned), n_samples=24, seed=0, teacher=TEACHER,
+                        scorer=scorer, teacher_images=teach)
+    assert [r["name"] for r in again.rows] == [r["name"] for r in table.rows]
+    for a, b in zip(again.rows, table.rows):
+        assert a["fd_digits"] == pytest.approx(b["fd_digits"], rel=1e-6)
+    with pytest.raises(ValueError, match="teacher_images"):
+        ev.evaluate(loaded, "unipc", 3, None, n_samples=24, seed=0, teacher=TEACHER, scorer=scorer,
+                    teacher_images=teach[:5])
