@@ -13,6 +13,10 @@ Rules (service contract, issue 4):
   an abandoned one (stale, cancel requested) is cancelled instead.
 - Progress and heartbeat writes are guarded by the holder (``worker``): a worker that lost
   its lease learns it from the returned ``Lease`` and must stop.
+- Checkpoints: success deletes the job's checkpoint (its state lives on in the version);
+  cancellation deletes it too (the user asked to drop the job and a cancelled job is never
+  run again). A failed job keeps it: ``retry_job`` queues the job again and its next worker
+  resumes from that checkpoint instead of starting over.
 - Events written here: submitted, cancel_requested, cancelled, succeeded, failed, requeued.
   The runner adds started/resumed, phase and checkpoint events (it knows their context).
 Functions flush but never commit: the caller owns the transaction.
@@ -293,10 +297,12 @@ def _finishing(s: Session, job_id: str, worker: str | None, allowed: tuple[str, 
     return job
 
 
-def _end(s: Session, job: JobRow, state: str, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+def _end(s: Session, job: JobRow, state: str, kind: str, message: str, data: dict[str, Any] | None = None, *,
+         drop_checkpoint: bool) -> None:
     job.state, job.finished_at, job.eta_s = state, utcnow(), None
     add_event(s, job.id, kind, message, data)
-    s.execute(delete(CheckpointRow).where(CheckpointRow.job_id == job.id))
+    if drop_checkpoint:
+        s.execute(delete(CheckpointRow).where(CheckpointRow.job_id == job.id))
     s.flush()
 
 
@@ -312,23 +318,55 @@ def finish_success(
     promote(s, row.id, actor=f"job {job_id}")
     job.result, job.schedule_version_id = _json_safe(result), row.id
     _end(s, job, "succeeded", "succeeded", f"version {row.version} of {row.model_key}/{row.solver}/{row.nfe} "
-         f"(source {row.source}) is active", {"version_id": row.id, "version": row.version})
+         f"(source {row.source}) is active", {"version_id": row.id, "version": row.version}, drop_checkpoint=True)
     return row
 
 
 def finish_failure(s: Session, job_id: str, *, reason: str, worker: str | None = None) -> JobRow:
-    """The job failed for ``reason`` (shown to the user as ``error``)."""
+    """The job failed for ``reason`` (shown to the user as ``error``). Its checkpoint is kept:
+    ``retry_job`` resumes from it."""
     job = _finishing(s, job_id, worker, ACTIVE_STATES)
     job.error = reason[:MAX_ERROR_CHARS]
-    _end(s, job, "failed", "failed", job.error)
+    _end(s, job, "failed", "failed", job.error, drop_checkpoint=False)
     return job
 
 
 def finish_cancelled(s: Session, job_id: str, *, worker: str | None = None) -> JobRow:
-    """The worker stopped the job on a cancel request."""
+    """The worker stopped the job on a cancel request; its checkpoint is deleted."""
     job = _finishing(s, job_id, worker, ACTIVE_STATES)
     job.cancel_requested = True
-    _end(s, job, "cancelled", "cancelled", f"cancelled after {job.progress_done}/{job.progress_total} ({job.phase})")
+    _end(s, job, "cancelled", "cancelled", f"cancelled after {job.progress_done}/{job.progress_total} ({job.phase})",
+         drop_checkpoint=True)
+    return job
+
+
+def retry_job(s: Session, job_id: str) -> JobRow:
+    """Queue a failed job again (the caller enqueues it); its next worker resumes from the kept
+    checkpoint, if any. ``attempts`` starts again from 0 (a job given up after too many claims
+    gets its full share again); the error is cleared, the failure stays in the events.
+
+    Raises ``JobNotFound``, or ``JobStateError`` if the job is not failed or an identical job
+    (same fingerprint) is queued or running now.
+    """
+    job = _reload(s, job_id, lock=True)
+    if job is None:
+        raise JobNotFound(job_id)
+    if job.state != "failed":
+        raise JobStateError(f"job {job_id} is {job.state}; only a failed job can be retried")
+    if (twin := _active_twin(s, job.fingerprint)) is not None:
+        raise JobStateError(f"job {job_id}: the identical job {twin.id} is {twin.state}; follow that one instead")
+    ck = load_checkpoint(s, job_id)
+    previous = job.error
+    try:
+        with s.begin_nested():  # the unique index on active fingerprints settles a concurrent submission
+            job.state, job.error, job.result, job.finished_at, job.eta_s = "queued", None, None, None, None
+            job.worker, job.heartbeat_at, job.attempts, job.cancel_requested = None, None, 0, False
+            s.flush()
+    except IntegrityError:
+        raise JobStateError(f"job {job_id}: an identical job was submitted meanwhile; follow that one instead") from None
+    resume = "no checkpoint: it starts over" if ck is None else f"it resumes from the checkpoint at iteration {ck.iteration}"
+    add_event(s, job_id, "requeued", f"retried; {resume}",
+              {"previous_error": previous, "checkpoint_iteration": None if ck is None else ck.iteration})
     return job
 
 
@@ -349,5 +387,5 @@ __all__ = [
     "IdempotencyConflict", "JobNotFound", "JobStateError", "Lease", "job_fingerprint", "create_job", "get_job",
     "list_jobs", "job_events", "add_event", "request_cancel", "claim_job", "heartbeat", "update_progress",
     "release_job", "save_checkpoint", "load_checkpoint", "finish_success", "finish_failure", "finish_cancelled",
-    "stale_jobs", "queued_jobs",
+    "retry_job", "stale_jobs", "queued_jobs",
 ]

@@ -5,7 +5,7 @@ UPDATE: a second delivery of the same job finds it taken and does nothing), load
 model, runs ``ld3core.optimize.run_job`` and persists what the loop reports:
 
 - progress at most every ``settings.progress_every_s`` and at every phase change and
-  validation (with a curve point);
+  validation (with a curve point), with the ETA of the whole job (see ``job_cost``);
 - a heartbeat from a daemon thread, so that a job blocked in a long call (the teacher, a
   slow device) still shows it is alive; the same call tells whether cancellation was
   requested or the lease was lost (another worker took over a job it thought dead);
@@ -14,9 +14,10 @@ model, runs ``ld3core.optimize.run_job`` and persists what the loop reports:
   up again resumes from it bit for bit (the teacher pairs are recomputed from their seeds).
 
 Outcomes: a new immutable schedule version with its provenance and quality (succeeded);
-cancelled; failed with a reason a person can read (the traceback goes to an event, the
-checkpoint is kept); released (the worker is shutting down: queued again, checkpointed); or
-untouched (the lease was lost: another worker holds the job).
+cancelled; failed with a reason a person can read (the traceback goes to an event; the
+registry keeps the checkpoint, so that ``registry.jobs.retry_job`` resumes the job); released
+(the worker is shutting down: queued again, checkpointed); or untouched (the lease was lost:
+another worker holds the job).
 """
 
 from __future__ import annotations
@@ -151,17 +152,24 @@ def code_version() -> str:
 PREVIEW_SEEDS = range(2**41, 2**41 + 8)  # disjoint from every job's pair seeds and ld3 evaluate's
 
 
+def has_images(loaded: LoadedModel) -> bool:
+    """Whether the model's (decoded) samples are images: grey or RGB, (C, H, W)."""
+    return len(loaded.image_shape) == 3 and loaded.image_shape[0] in (1, 3)
+
+
 def samples_png(loaded: LoadedModel, solver: str, res: JobResult, cfg: JobConfig, *, guidance: float | None,
-                prompts: list[str] | None, device: str) -> bytes | None:
-    """A PNG of two rows of samples from the same noise: the best heuristic's schedule above,
-    the learned one below (None for models whose samples are not images)."""
-    if len(loaded.image_shape) != 3 or loaded.image_shape[0] not in (1, 3):
+                prompts: list[str] | None, class_labels: list[int] | None = None, device: str) -> bytes | None:
+    """A PNG of two rows of samples from the same noise and conditions: the best heuristic's
+    schedule above, the learned one below (latent models: decoded images); None for models
+    whose samples are not images."""
+    if not has_images(loaded):
         return None
     from PIL import Image
 
     seeds = list(PREVIEW_SEEDS)
     best = heuristic(res.best_heuristic, loaded.schedule, cfg.ld3.n_steps)
-    rows = [generate(loaded, solver, t, tm, seeds, guidance=guidance, prompts=prompts, device=device)
+    rows = [generate(loaded, solver, t, tm, seeds, guidance=guidance, prompts=prompts, class_labels=class_labels,
+                     device=device)
             for t, tm in ((best, None), (res.learned_t_steps, res.learned_t_model))]
     grid = torch.stack(rows)  # (2, n, C, H, W) in [-1, 1]
     r, n, c, h, w = grid.shape
@@ -184,6 +192,59 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+# The ETA: the job's remaining work, in network evaluations of one sample.
+
+PHASES = ("teacher", "training", "evaluation")
+BACKWARD = 2.0  # a backward pass costs about two forward passes
+
+
+@dataclass(frozen=True)
+class PhaseCost:
+    """One phase's work in network evaluations of one sample: ``per_step`` for each of its
+    ``steps`` progress steps still to run, and ``tail``, the work after its last report that
+    no progress step covers (scoring the heuristics after the teacher, the sample grid after
+    the evaluation)."""
+
+    per_step: float
+    steps: int
+    tail: float = 0.0
+
+
+def _validations(total: int, per_epoch: int, val_every: int) -> int:
+    """Validation passes of a training run: the first, then at epoch ends, every ``val_every`` and at the end."""
+    return 1 + sum(1 for i in range(1, total + 1) if i % per_epoch == 0 or i % val_every == 0 or i == total)
+
+
+def job_cost(cfg: JobConfig, *, resume_iteration: int = 0, preview_samples: int = 0) -> dict[str, PhaseCost]:
+    """The work of each phase of a job (``resume_iteration``: training starts there), counted in
+    network evaluations of one sample (a backward pass counts ``BACKWARD``, a rematerialized
+    one a forward more; losses and VAE decodes are not counted).
+
+    Teacher: a step is one pair. Training: one iteration, with the validation passes and the
+    epoch-end moves of the validation noise spread over the iterations. Evaluation: one
+    schedule (every heuristic, then the learned one) on the test pairs."""
+    ld3, nfe = cfg.ld3, cfg.ld3.nfe
+    k = min(cfg.starts, len(cfg.heuristics))  # starts trained side by side
+    per_epoch = cfg.n_train // ld3.batch_size
+    total = (ld3.phase1_epochs + ld3.phase2_epochs) * per_epoch
+    grad = 1 + BACKWARD + (1 if ld3.remat else 0)  # forward, backward, recomputed forward
+    steps = total * k * ld3.batch_size * nfe * grad
+    validations = _validations(total, per_epoch, ld3.val_every) * k * cfg.n_val * nfe * (2 if ld3.soft else 1)
+    moves = (ld3.phase1_epochs + ld3.phase2_epochs) * k * cfg.n_val * nfe * grad if ld3.soft else 0
+    return {
+        "teacher": PhaseCost(cfg.teacher.nfe, cfg.n_train + cfg.n_val + cfg.n_test, len(cfg.heuristics) * cfg.n_val * nfe),
+        "training": PhaseCost((steps + validations + moves) / total, total - resume_iteration),
+        "evaluation": PhaseCost(cfg.n_test * nfe, len(cfg.heuristics) + 1, preview_samples * nfe),
+    }
+
+
+def remaining_work(cost: dict[str, PhaseCost], phase: str, done: int, total: int) -> float:
+    """The work left to the job's end, ``done`` of ``total`` steps into ``phase``."""
+    here = cost[phase]
+    later = [cost[p] for p in PHASES[PHASES.index(phase) + 1 :]]
+    return max(total - done, 0) * here.per_step + here.tail + sum(c.steps * c.per_step + c.tail for c in later)
 
 
 # The lease: heartbeat thread and the stop decision.
@@ -238,12 +299,13 @@ class Reporter:
     """``on_progress``, ``on_checkpoint`` and ``should_stop`` of one job, throttled."""
 
     def __init__(self, factory: sessionmaker[Session], job_id: str, worker: str, lease: Lease,
-                 settings: Settings, iterations_per_epoch: int) -> None:
+                 settings: Settings, iterations_per_epoch: int, cost: dict[str, PhaseCost]) -> None:
         self.factory, self.job_id, self.worker, self.lease = factory, job_id, worker, lease
         self.progress_every, self.checkpoint_every = settings.progress_every_s, settings.checkpoint_every_s
-        self.ipe = iterations_per_epoch
+        self.ipe, self.cost = iterations_per_epoch, cost
         self.phase: str | None = None
         self.phase_t0 = self.phase_done0 = 0.0
+        self.s_per_unit: float | None = None  # seconds per unit of work, measured in the phase in progress
         self.last_write = self.last_save = -math.inf
         self.last_row: dict[str, Any] | None = None  # the training history row of the last validation
         self.saved_iteration: int | None = None
@@ -262,7 +324,7 @@ class Reporter:
         if not (changed or point or p.iteration >= p.total or now - self.last_write >= self.progress_every):
             return
         self.last_write = now
-        eta = p.eta_s if p.phase == "training" else self._eta(p, now)
+        eta = self._eta(p, now)
         try:
             with session_scope(self.factory) as s:
                 if changed:
@@ -275,8 +337,14 @@ class Reporter:
             log.warning("job %s: progress not written: %s", self.job_id, e)
 
     def _eta(self, p: Progress, now: float) -> float | None:
+        """Seconds to the job's end: the work left (``remaining_work``) at the speed measured since
+        the phase began (before its first step: the previous phase's speed; None before any)."""
         done = p.iteration - self.phase_done0
-        return (now - self.phase_t0) / done * (p.total - p.iteration) if done > 0 else None
+        if done > 0:
+            self.s_per_unit = (now - self.phase_t0) / (done * self.cost[p.phase].per_step)
+        if self.s_per_unit is None:
+            return None
+        return self.s_per_unit * remaining_work(self.cost, p.phase, p.iteration, p.total)
 
     def _curve_point(self, p: Progress) -> dict[str, Any]:
         lr = None
@@ -356,7 +424,7 @@ def execute(job_id: str, *, session_factory: sessionmaker[Session], settings: Se
             res, loaded, cfg = _run(job, spec, resume, settings, session_factory, worker_name, lease)
             png = _preview(loaded, job, res, cfg, resolve_device(settings.device))
             version = _version(job, spec, loaded, cfg, res, png)
-            result = _result(res)
+            result = _result(res, loaded.schedule, cfg)
         except (JobInterrupted, JobStopped):
             return _stopped(session_factory, job, worker_name, lease)
         except TRANSIENT_DB_ERRORS:
@@ -398,8 +466,10 @@ def _run(job: Claimed, spec: ModelSpec, resume: dict[str, Any] | None, settings:
     loaded = load_model(spec, settings.model_root, allow_pickle=settings.allow_pickle, device=device)
     cfg = job_config(job.solver, job.nfe, job.options, latent=loaded.latent)
     inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=job.options.get("guidance"),
-                         prompts=job.options.get("prompts"), device=device)
-    rep = Reporter(factory, job.id, worker, lease, settings, cfg.n_train // cfg.ld3.batch_size)
+                         prompts=job.options.get("prompts"), class_labels=job.options.get("class_labels"), device=device)
+    cost = job_cost(cfg, resume_iteration=resume["iteration"] if resume else 0,
+                    preview_samples=2 * len(PREVIEW_SEEDS) if has_images(loaded) else 0)
+    rep = Reporter(factory, job.id, worker, lease, settings, cfg.n_train // cfg.ld3.batch_size, cost)
     res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device,
                   conditions=inputs.conditions, on_progress=rep.on_progress, on_checkpoint=rep.on_checkpoint,
                   should_stop=rep.should_stop, resume=resume)
@@ -423,20 +493,13 @@ def _stopped(factory: sessionmaker[Session], job: Claimed, worker: str, lease: L
 
 
 def _fail(factory: sessionmaker[Session], job: Claimed, worker: str, reason: str, tb: str | None) -> str:
-    """Failed with ``reason``; the traceback goes to an event. The checkpoint is kept (saved
-    aside first: ending the job deletes it), so that nothing learned so far is lost."""
+    """Failed with ``reason``; the traceback goes to an event. The registry keeps the
+    checkpoint, so that a retry resumes from it."""
     log.error("job %s failed: %s", job.id, reason)
     with session_scope(factory) as s:
-        ck = q.load_checkpoint(s, job.id)
-        kept = None
-        if ck is not None:
-            kept = (ck.iteration, ck.data)
-            s.expunge(ck)
         q.finish_failure(s, job.id, reason=reason, worker=worker)
         if tb:
             q.add_event(s, job.id, "failed", "traceback", {"traceback": tb})
-        if kept is not None:
-            q.save_checkpoint(s, job.id, iteration=kept[0], data=kept[1])
     return "failed"
 
 
@@ -444,7 +507,7 @@ def _preview(loaded: LoadedModel, job: Claimed, res: JobResult, cfg: JobConfig, 
     """``samples_png``, or None if it fails: a preview image is not worth a finished job."""
     try:
         return samples_png(loaded, job.solver, res, cfg, guidance=job.options.get("guidance"),
-                           prompts=job.options.get("prompts"), device=device)
+                           prompts=job.options.get("prompts"), class_labels=job.options.get("class_labels"), device=device)
     except Exception as e:  # noqa: BLE001
         log.warning("job %s: no sample preview: %s: %s", job.id, type(e).__name__, e)
         return None
@@ -464,10 +527,17 @@ def _version(job: Claimed, spec: ModelSpec, loaded: LoadedModel, cfg: JobConfig,
     )
 
 
-def _result(res: JobResult) -> dict[str, Any]:
-    """The job's summary (``JobRow.result``): no per-iteration history, that is the curve."""
+def _result(res: JobResult, schedule: NoiseSchedule, cfg: JobConfig) -> dict[str, Any]:
+    """The job's summary (``JobRow.result``): no per-iteration history, that is the curve.
+
+    ``step_sigmas``: the learned schedule ("ld3") and every heuristic the job scored, as the
+    N+1 sigmas of ``step_sigmas`` (the units of the version's ``sigmas``), for the dashboard's plot.
+    """
     d = res.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k != "history"}
+    n = cfg.ld3.n_steps
+    d["step_sigmas"] = {"ld3": step_sigmas(schedule, res.learned_t_steps),
+                        **{h: step_sigmas(schedule, heuristic(h, schedule, n)) for h in cfg.heuristics}}
     return json_safe(d)
 
 

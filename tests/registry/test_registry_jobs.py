@@ -248,6 +248,59 @@ def test_checkpoint_overwritten_then_deleted_on_success(db):
         assert q.job_events(s, job_id)[-1].kind == "succeeded"
 
 
+def test_failure_keeps_the_checkpoint_cancellation_drops_it(db):
+    failing, _ = create(db, body(seed=1))
+    cancelled, _ = create(db, body(seed=2))
+    for job_id in (failing, cancelled):
+        claim(db, job_id, "w1")
+        with session_scope(db) as s:
+            q.save_checkpoint(s, job_id, iteration=7, data=b"state")
+    with session_scope(db) as s:
+        q.finish_failure(s, failing, reason="RuntimeError: boom", worker="w1")
+        q.request_cancel(s, cancelled)
+        q.finish_cancelled(s, cancelled, worker="w1")
+    with session_scope(db) as s:
+        ck = q.load_checkpoint(s, failing)
+        assert (ck.iteration, ck.data) == (7, b"state")
+        assert q.load_checkpoint(s, cancelled) is None
+
+
+def test_a_retried_failed_job_is_queued_again_with_its_checkpoint(db):
+    job_id, _ = create(db)
+    claim(db, job_id, "w1")
+    with session_scope(db) as s:
+        q.save_checkpoint(s, job_id, iteration=12, data=b"state")
+        q.request_cancel(s, job_id)  # a cancel request the failure beat: the retry must not inherit it
+        q.finish_failure(s, job_id, reason="CUDA out of memory", worker="w1")
+    with session_scope(db) as s:
+        row = q.retry_job(s, job_id)
+        assert (row.state, row.error, row.finished_at, row.worker, row.attempts) == ("queued", None, None, None, 0)
+        assert [j.id for j in q.queued_jobs(s)] == [job_id]
+        last = q.job_events(s, job_id)[-1]
+        assert last.kind == "requeued" and "iteration 12" in last.message
+        assert last.data == {"previous_error": "CUDA out of memory", "checkpoint_iteration": 12}
+    assert claim(db, job_id, "w2") == ("running", "w2", 1)
+    with session_scope(db) as s:
+        assert q.load_checkpoint(s, job_id).iteration == 12
+        with pytest.raises(q.JobStateError, match="is running; only a failed job can be retried"):
+            q.retry_job(s, job_id)
+        with pytest.raises(q.JobNotFound):
+            q.retry_job(s, "missing")
+
+
+def test_a_failed_job_is_not_retried_beside_its_active_twin(db):
+    job_id, _ = create(db)
+    claim(db, job_id, "w1")
+    with session_scope(db) as s:
+        q.finish_failure(s, job_id, reason="boom", worker="w1")
+    twin, created = create(db)  # the same job submitted again after the failure
+    assert created and twin != job_id
+    with session_scope(db) as s:
+        with pytest.raises(q.JobStateError, match=f"the identical job {twin} is queued"):
+            q.retry_job(s, job_id)
+    assert job(db, job_id).state == "failed"
+
+
 def test_second_success_adds_version_two_and_activates_it(db):
     ids = []
     for seed in (0, 1):

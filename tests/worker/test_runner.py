@@ -1,29 +1,39 @@
 """worker.runner: a job from its row to a schedule version, on SQLite and PostgreSQL.
 
-Jobs run for real on the analytic 2-D mixture (tiny configurations, seconds each).
+Jobs run for real on the analytic 2-D mixture (tiny configurations, seconds each); the
+conditioning and sample-grid tests run on tiny random diffusers models and on the shipped
+``ddpm-digits``.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 
 import pytest
 import torch
+from diffusers import DDPMScheduler
+from PIL import Image
 
+import ld3core.optimize
+from ld3core.heuristics import heuristic
 from ld3core.schedules import EDM, RectifiedFlow, VPDiscrete
 from registry import jobs as q
 from registry import models
 from registry import schedules as sq
-from registry.db import session_scope
-from registry.schemas import JobOptions
+from registry.db import make_engine, make_session_factory, session_scope
+from registry.schemas import JobCreate, JobOptions
+from worker.catalog import ModelSpec
+from worker.loaders import load_model, weights_sha256
 from worker.runner import (
-    Lease, code_version, execute, job_config, state_from_bytes, state_to_bytes, step_sigmas,
+    PHASES, PREVIEW_SEEDS, Lease, code_version, execute, job_config, job_cost, remaining_work, state_from_bytes,
+    state_to_bytes, step_sigmas,
 )
+from worker.sampling import generate
 
-from worker_support import (  # noqa: F401 - fixtures
-    MODEL, MODEL_SPEC, NFE, SOLVER, _sqlite_template, checkpoint_iteration, db_url, events, factory, job,
-    make_pg_database, pg_engine, pg_server_url, pg_session_factory, pg_url, sqlite_url, submit,
-    wait_for, worker_settings,
+from worker_support import (
+    MODEL, MODEL_SPEC, NFE, ROOT, SOLVER, checkpoint_iteration, events, job, submit, tiny_options, wait_for, worker_settings,
 )
 
 
@@ -112,6 +122,15 @@ def test_a_job_ends_as_a_stored_active_version_with_provenance_and_quality(facto
         assert qual["n_test"] == 20 and qual["metric"] == "l2" and best in qual["heuristics"]
         assert qual["learned"] == row.result["test"]["ld3"] and qual["best_heuristic"]["mean"] == row.result["test"][best]["mean"]
         assert v.samples_png is None  # 2-D samples are not images
+        # The dashboard's plot: learned and every heuristic as N+1 sigmas in the version's units.
+        sch = load_model(ModelSpec.from_dict(MODEL_SPEC), ROOT / "models").schedule
+        plotted = row.result["step_sigmas"]
+        assert list(plotted) == ["ld3", *row.options["heuristics"]]
+        assert all(len(sig) == n for sig in plotted.values())
+        assert plotted["ld3"] == pytest.approx(step_sigmas(sch, torch.tensor(row.result["learned_t_steps"])))
+        for h in row.options["heuristics"]:
+            assert plotted[h] == pytest.approx(step_sigmas(sch, heuristic(h, sch, n - 1))), h
+        assert plotted[v.source] == pytest.approx(v.sigmas)  # the served schedule is one of the plotted ones
 
     kinds = [k for k, _, _ in events(factory, job_id)]
     assert kinds[:2] == ["submitted", "started"] and kinds[-1] == "succeeded"
@@ -218,7 +237,7 @@ def test_a_resumed_job_learns_bit_for_bit_what_an_uninterrupted_one_learns(facto
     assert b.curve == a.curve and len({p["iteration"] for p in b.curve}) == len(b.curve)
 
 
-def test_a_failed_job_says_why_and_keeps_its_checkpoint(factory, db_url):
+def test_a_failed_job_says_why_keeps_its_checkpoint_and_a_retry_resumes_from_it(factory, db_url):
     job_id = submit(factory, n_train=60)
     at = _interrupted_at_a_checkpoint(factory, db_url, job_id)
     with session_scope(factory) as s:  # the catalog entry now names a model that does not exist
@@ -232,3 +251,152 @@ def test_a_failed_job_says_why_and_keeps_its_checkpoint(factory, db_url):
     tracebacks = [d["traceback"] for k, _, d in events(factory, job_id) if k == "failed" and d]
     assert len(tracebacks) == 1 and "Traceback (most recent call last)" in tracebacks[0]
     assert "ModelLoadError" in tracebacks[0]
+
+    with session_scope(factory) as s:  # the operator fixes the catalog and retries the job
+        models.upsert_model(s, MODEL_SPEC)
+        q.retry_job(s, job_id)
+    assert execute(job_id, session_factory=factory, settings=worker_settings(db_url), worker_name="w3") == "succeeded"
+    row = job(factory, job_id)
+    assert row.state == "succeeded" and row.error is None and row.attempts == 1
+    assert [d for k, _, d in events(factory, job_id) if k == "resumed"][-1] == {"worker": "w3", "attempt": 1, "iteration": at}
+    assert checkpoint_iteration(factory, job_id) is None
+
+
+# The ETA: the whole job's remaining work.
+
+def test_the_job_cost_counts_every_phase_and_the_remaining_training_on_resume():
+    cfg = job_config(SOLVER, NFE, tiny_options(n_train=20, phase1_epochs=1, phase2_epochs=2))
+    cost = job_cost(cfg)
+    iterations = 3 * 20 // cfg.ld3.batch_size
+    assert cost["teacher"].steps == 20 + cfg.n_val + cfg.n_test and cost["teacher"].per_step == cfg.teacher.nfe
+    assert cost["training"].steps == iterations and cost["evaluation"].steps == len(cfg.heuristics) + 1
+    assert cost["teacher"].tail > 0 and cost["evaluation"].tail == 0  # heuristic scoring; no sample grid
+    whole = remaining_work(cost, "teacher", 0, cost["teacher"].steps)
+    assert whole == pytest.approx(sum(c.steps * c.per_step + c.tail for c in cost.values()))
+    # Work left only shrinks along the job and ends at zero (or at the sample grid).
+    path = [(p, d, cost[p].steps) for p in PHASES for d in range(cost[p].steps + 1)]
+    left = [remaining_work(cost, *step) for step in path]
+    assert all(a >= b for a, b in zip(left, left[1:])) and left[-1] == 0
+    assert remaining_work(job_cost(cfg, preview_samples=16), "evaluation", 9, 9) == 16 * NFE
+    # Resumed at iteration 12: the teacher's estimate leaves out the 12 iterations already done.
+    resumed = job_cost(cfg, resume_iteration=12)
+    assert whole - remaining_work(resumed, "teacher", 0, cost["teacher"].steps) == pytest.approx(12 * cost["training"].per_step)
+    # Twice the starts trained side by side: twice the training work.
+    double = job_cost(job_config(SOLVER, NFE, tiny_options(n_train=20, phase1_epochs=1, phase2_epochs=2, starts=1)))
+    assert cost["training"].per_step == pytest.approx(2 * double["training"].per_step)
+
+
+def test_the_eta_covers_the_rest_of_the_job_not_only_the_current_phase(sqlite_factory, sqlite_url, monkeypatch):
+    writes = []
+    real = q.update_progress
+
+    def spy(s, job_id, **kw):
+        writes.append(kw)
+        return real(s, job_id, **kw)
+
+    monkeypatch.setattr(q, "update_progress", spy)
+    job_id = submit(sqlite_factory, n_train=40, eval_batch_size=8)
+    assert execute(job_id, session_factory=sqlite_factory, settings=worker_settings(sqlite_url),
+                   worker_name="w1") == "succeeded"
+
+    def last(phase):
+        return [w for w in writes if w["phase"] == phase][-1]
+
+    # The last report of the teacher and of training: that phase is done, the job is not.
+    for phase in ("teacher", "training"):
+        end = last(phase)
+        assert end["done"] == end["total"] and end["eta_s"] is not None and end["eta_s"] > 0, phase
+    end = last("evaluation")
+    assert end["done"] == end["total"] and end["eta_s"] == 0  # no sample grid for 2-D samples: nothing left
+    assert job(sqlite_factory, job_id).eta_s is None  # a finished job has no ETA
+
+
+# Conditioning and sample grids on real diffusers models (SQLite only: the database is not the point).
+
+def _image_job(sqlite_url, model_root, spec: dict, options: dict, *, solver="euler", nfe=3):
+    """``spec`` in the catalog of a fresh database and one job on it: (factory, settings, job id)."""
+    factory_ = make_session_factory(make_engine(sqlite_url))
+    with session_scope(factory_) as s:
+        models.upsert_model(s, spec)
+        small = dict(teacher_nfe=6, n_train=4, n_val=2, n_test=3, batch_size=2, starts=1, heuristics=["logsnr", "edm"])
+        row, _ = q.create_job(s, JobCreate(model=spec["key"], solver=solver, nfe=nfe,
+                                           options=tiny_options(**{**small, **options})))
+        job_id = row.id
+    return factory_, worker_settings(sqlite_url, model_root=str(model_root)), job_id
+
+
+def _tiny_spec(root, name, **kw):
+    return {"key": name, "format": "diffusers", "location": name, "schedule": "from_scheduler_config",
+            "prediction": "from_scheduler_config", "sample_shape": [1, 8, 8], "sha256": weights_sha256(root / name), **kw}
+
+
+def test_a_class_conditional_job_draws_its_teacher_pairs_with_the_requested_labels(sqlite_url, tmp_path, tiny_models,
+                                                                                    monkeypatch):
+    tiny_models.unet_folder(tmp_path, "cfg", DDPMScheduler(num_train_timesteps=1000), num_class_embeds=5)
+    spec = _tiny_spec(tmp_path, "cfg", conditioning="class", num_classes=4, null_class=4)
+    used = []
+    real = ld3core.optimize.teacher_pairs
+
+    def spy(denoiser, spec_, seeds, shape, **kw):
+        used.append((list(seeds), kw["cond"].tolist()))
+        return real(denoiser, spec_, seeds, shape, **kw)
+
+    monkeypatch.setattr(ld3core.optimize, "teacher_pairs", spy)
+    factory_, settings, job_id = _image_job(sqlite_url, tmp_path, spec, {"class_labels": [3, 1], "guidance": 2.0})
+    assert execute(job_id, session_factory=factory_, settings=settings, worker_name="w1") == "succeeded"
+    assert [len(seeds) for seeds, _ in used] == [4, 2, 3]  # train, val, test
+    for seeds, labels in used:
+        assert labels == [[3, 1][seed % 2] for seed in seeds]
+    with session_scope(factory_) as s:
+        assert sq.get_active(s, "cfg", "euler", 3, guidance=2.0).samples_png is not None
+
+    bad = _image_job(sqlite_url, tmp_path, spec, {"class_labels": [7], "seed": 1})
+    assert execute(bad[2], session_factory=bad[0], settings=bad[1], worker_name="w1") == "failed"
+    assert job(bad[0], bad[2]).error.startswith("ValueError: class_labels: need a non-empty list of labels in 0..3")
+
+
+def _grid(png: bytes) -> tuple[Image.Image, torch.Tensor]:
+    img = Image.open(io.BytesIO(png))
+    return img, torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(img.height, img.width, -1)
+
+
+def _rows_as_pixels(images: torch.Tensor, scale: int) -> torch.Tensor:
+    """One grid row as the PNG holds it: (n, C, H, W) in [-1, 1] -> (H * scale, n * W * scale, C) bytes."""
+    n, c, h, w = images.shape
+    row = images.permute(2, 0, 3, 1).reshape(h, n * w, c)
+    row = ((row + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return row.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+
+
+def test_a_ddpm_digits_job_stores_a_grid_of_heuristic_and_learned_samples_from_the_same_seeds(sqlite_url):
+    spec = next(m for m in json.loads((ROOT / "models" / "catalog.json").read_text()) if m["key"] == "ddpm-digits")
+    # Enough pairs and validations that LD3 moves away from its start (about 5 s).
+    options = {"teacher_nfe": 20, "n_train": 16, "n_val": 8, "val_every": 2}
+    factory_, settings, job_id = _image_job(sqlite_url, ROOT / "models", spec, options)
+    assert execute(job_id, session_factory=factory_, settings=settings, worker_name="w1") == "succeeded"
+    with session_scope(factory_) as s:
+        row = q.get_job(s, job_id)
+        result, png = row.result, sq.get_active(s, "ddpm-digits", "euler", 3).samples_png
+    img, pixels = _grid(png)
+    n, scale = len(PREVIEW_SEEDS), 64 // 16
+    assert img.format == "PNG" and img.mode == "L" and img.size == (n * 16 * scale, 2 * 16 * scale)
+    top, bottom = pixels[: img.height // 2], pixels[img.height // 2 :]
+    assert not torch.equal(top, bottom)
+    # Each row is its schedule's samples of the preview seeds: the best heuristic above, LD3 below.
+    loaded = load_model(ModelSpec.from_dict(spec), ROOT / "models")
+    best = heuristic(result["best_heuristic"], loaded.schedule, 3)
+    learned = (torch.tensor(result["learned_t_steps"], dtype=torch.float64),
+               torch.tensor(result["learned_t_model"], dtype=torch.float64))
+    for half, (t, tm) in ((top, (best, None)), (bottom, learned)):
+        assert torch.equal(half, _rows_as_pixels(generate(loaded, "euler", t, tm, list(PREVIEW_SEEDS)), scale))
+
+
+def test_a_latent_models_grid_holds_decoded_images_not_latents(sqlite_url, tmp_path, tiny_models):
+    tiny_models.latent_pipeline(tmp_path / "latent")
+    spec = _tiny_spec(tmp_path, "latent", sample_shape=[4, 4, 4], image_shape=[1, 16, 16])
+    factory_, settings, job_id = _image_job(sqlite_url, tmp_path, spec, {})
+    assert execute(job_id, session_factory=factory_, settings=settings, worker_name="w1") == "succeeded"
+    with session_scope(factory_) as s:
+        png = sq.get_active(s, "latent", "euler", 3).samples_png
+    img, _ = _grid(png)
+    assert img.mode == "L" and img.size == (len(PREVIEW_SEEDS) * 16 * 4, 2 * 16 * 4)  # 16 px images, not 4 px latents
