@@ -130,3 +130,22 @@ def cancel_job(job_id: JobId, s: SessionDep, _: SubmitDep) -> Any:
     row = q.request_cancel(s, job_id)
     s.commit()
     return JobPublic.from_row(row, events=q.job_events(s, job_id))
+
+
+@router.post("/{job_id}/retry", response_model=JobPublic,
+             responses={409: {"description": "The job is not failed, or an identical job is queued or running"}})
+def retry_job(job_id: JobId, s: SessionDep, queue: QueueDep, _: SubmitDep) -> Any:
+    """Queue a failed job again; it resumes from its last checkpoint when it has one."""
+    _get(s, job_id)
+    try:
+        row = q.retry_job(s, job_id)
+    except q.JobStateError as e:
+        raise HTTPException(409, detail=str(e))
+    s.commit()
+    try:
+        queue.enqueue(row.id)
+    except Exception as e:  # noqa: BLE001 - the job is stored; say what failed
+        log.exception("enqueue of job %s failed", row.id)
+        raise HTTPException(503, detail=f"job {row.id} is queued again but the broker refused it ({e}); "
+                                        "a worker starting up picks up queued jobs")
+    return JobPublic.from_row(row, events=q.job_events(s, job_id))

@@ -164,3 +164,20 @@ def test_cancel_a_finished_job_is_a_409_and_unknown_a_404(client, factory):
     assert r.status_code == 409 and "already failed" in r.json()["detail"]
     assert client.get(f"/jobs/{job_id}", headers=ADMIN).json()["error"] == "out of memory"
     assert client.post("/jobs/nope/cancel", headers=ADMIN).status_code == 404
+
+
+def test_retry_requeues_a_failed_job_and_refuses_others(client, queue, factory):
+    job_id = client.post("/jobs", json=JOB, headers=ADMIN).json()["id"]
+    assert client.post(f"/jobs/{job_id}/retry", headers=ADMIN).status_code == 409  # queued, not failed
+    with session_scope(factory) as s:
+        jq.claim_job(s, job_id, worker="w1", stale_after_s=120)
+        jq.save_checkpoint(s, job_id, iteration=10, data=b"state")
+        jq.finish_failure(s, job_id, reason="out of memory", worker="w1")
+    before = len(queue.ids)
+    r = client.post(f"/jobs/{job_id}/retry", headers=ADMIN)
+    assert r.status_code == 200
+    job = r.json()
+    assert job["state"] == "queued" and job["error"] is None
+    assert job["events"][-1]["kind"] == "requeued" and "iteration 10" in job["events"][-1]["message"]
+    assert queue.ids[before:] == [job_id] and queue.committed[-1] is True
+    assert client.post("/jobs/nope/retry", headers=ADMIN).status_code == 404
