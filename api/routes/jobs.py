@@ -61,6 +61,16 @@ def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str,
     return errors
 
 
+def _enqueue(queue: Any, job_id: str) -> None:
+    """Hand a committed job to the runners; a broker failure is a 503 (the job stays queued)."""
+    try:
+        queue.enqueue(job_id)
+    except Exception as e:  # noqa: BLE001 - the job is stored; say what failed
+        log.exception("enqueue of job %s failed", job_id)
+        raise HTTPException(503, detail=f"job {job_id} is stored as queued but the broker refused it ({e}); "
+                                        "a worker starting up picks up queued jobs")
+
+
 def _check_model(s: Session, data: JobCreate) -> None:
     row = model_q.get_model(s, data.model)
     if row is None:
@@ -86,12 +96,7 @@ def submit_job(data: JobCreate, response: Response, s: SessionDep, queue: QueueD
     if not created:
         response.status_code = 200
         return JobPublic.from_row(row)
-    try:
-        queue.enqueue(row.id)
-    except Exception as e:  # noqa: BLE001 - the job is stored; say what failed
-        log.exception("enqueue of job %s failed", row.id)
-        raise HTTPException(503, detail=f"job {row.id} is stored as queued but the broker refused it ({e}); "
-                                        "a worker starting up picks up queued jobs")
+    _enqueue(queue, row.id)
     return JobPublic.from_row(row)
 
 
@@ -142,10 +147,5 @@ def retry_job(job_id: JobId, s: SessionDep, queue: QueueDep, _: SubmitDep) -> An
     except q.JobStateError as e:
         raise HTTPException(409, detail=str(e))
     s.commit()
-    try:
-        queue.enqueue(row.id)
-    except Exception as e:  # noqa: BLE001 - the job is stored; say what failed
-        log.exception("enqueue of job %s failed", row.id)
-        raise HTTPException(503, detail=f"job {row.id} is queued again but the broker refused it ({e}); "
-                                        "a worker starting up picks up queued jobs")
+    _enqueue(queue, row.id)
     return JobPublic.from_row(row, events=q.job_events(s, job_id))
