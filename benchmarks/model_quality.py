@@ -72,20 +72,23 @@ def main() -> None:
     p.add_argument("--fid", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model-root", default=str(REPO / "models"))
+    p.add_argument("--models", nargs="+", help="catalog keys (default: every diffusion model)")
     p.add_argument("--write-cards", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     scorer = Scorer(("fd_digits",) + (("fid",) if args.fid else ()), model_root=args.model_root)
-    catalog = {k: s for k, s in read_catalog(args.model_root).items() if s.format != "analytic"}
+    catalog = {k: s for k, s in read_catalog(args.model_root).items()
+               if s.format != "analytic" and (not args.models or k in args.models)}
     rows = [model_row(k, s, scorer, args) for k, s in catalog.items()]
     floors = {r: floor_row(scorer, args.n, r) for r in sorted({row["resolution"] for row in rows})}
     metrics = ["fd_digits"] + (["fid"] if args.fid else [])
     print(f"# Shipped models at NFE {NFE} ({SOLVER}, {STEPS} steps), CPU\n")
-    print("| model | samples | " + " | ".join(metrics) + " | sampling s |")
-    print("|---|---|" + "---|" * len(metrics) + "---|")
+    print("| model | samples | guidance | " + " | ".join(metrics) + " | sampling s |")
+    print("|---|---|---|" + "---|" * len(metrics) + "---|")
     for r in rows + list(floors.values()):
         vals = " | ".join(f"{r[m]:.2f}" for m in metrics)
-        print(f"| {r['model']} | {r['n']} | {vals} | {r.get('sample_s', float('nan')):.0f} |")
+        secs = f"{r['sample_s']:.0f}" if "sample_s" in r else "-"
+        print(f"| {r['model']} | {r['n']} | {r.get('guidance') or '-'} | {vals} | {secs} |")
     if args.write_cards:
         for r in rows:
             card = Path(args.model_root) / catalog[r["model"]].location / "MODEL_CARD.md"
