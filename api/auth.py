@@ -7,7 +7,8 @@ With ``auth_required=False`` (the embedded local mode) every caller holds every 
 
 A verified key is remembered for ``KEY_CACHE_TTL_S`` seconds in the process (by its hash), so
 the schedule endpoint that inference services poll costs no key query; a revoked key stops
-working within that time. Unknown keys are never cached.
+working within that time (at once in the process that revoked it: ``DELETE /keys/{id}`` drops the
+entry). Unknown keys are never cached.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class KeyCache:
             if len(self.items) >= self.size:
                 self.items.clear()
             self.items[digest] = (principal, time.monotonic() + self.ttl_s)
+
+    def discard(self, digest: str) -> None:
+        """Forget a key at once (it was revoked through this process)."""
+        with self.lock:
+            self.items.pop(digest, None)
 
 
 def _verify(factory: sessionmaker[Session], plaintext: str) -> Principal | None:

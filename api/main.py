@@ -29,7 +29,7 @@ from . import errors
 from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
 from .instrumentation import Metrics, MetricsMiddleware
 from .lookup import VersionIdLookup
-from .routes import dashboard, health, jobs, metrics, models, schedules
+from .routes import dashboard, health, jobs, keys, metrics, models, schedules
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
     errors.install(app)
     app.openapi = _openapi_with_keys(app)
-    for r in (jobs.router, schedules.router, models.router, health.router, metrics.router, dashboard.router):
+    for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
+              dashboard.router):
         app.include_router(r)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

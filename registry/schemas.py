@@ -186,7 +186,13 @@ class JobProgress(BaseModel):
     total: int
     loss_current: float | None
     loss_best: float | None
-    eta_s: float | None
+    eta_s: float | None = Field(description=(
+        "Estimated seconds until the whole job ends (every remaining phase: the rest of the teacher pairs, scoring "
+        "the heuristics, the remaining training iterations, the evaluation and the sample grid), not only the "
+        "current phase. The worker counts the remaining work in network evaluations of one sample (a backward "
+        "pass as two) and divides by the speed measured since the current phase began (before its first step, "
+        "the previous phase's speed): loss and VAE costs are not counted, so during the teacher phase it is a "
+        "rough guess that firms up once training runs. Null before any speed is measured and once the job ended."))
     heartbeat_at: dt.datetime | None
 
 
@@ -345,6 +351,12 @@ class ModelCreate(BaseModel):
     conditioning: Literal["none", "class", "text"] = "none"
     sha256: str | None = None
     architecture: str | None = None
+    num_classes: int | None = Field(None, description="class conditioning: labels 0..num_classes-1 (required then)")
+    null_class: int | None = Field(None, description="class conditioning: the unconditional label of classifier-free "
+                                                     "guidance, not one of the classes (required then)")
+    image_shape: list[Annotated[int, Field(gt=0)]] | None = Field(
+        None, min_length=1, max_length=8, description="latent diffusers pipelines: the decoded image shape "
+                                                      "(sample_shape is then the latent shape)")
     description: str = Field("", max_length=4000)
 
     @model_validator(mode="after")

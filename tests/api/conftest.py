@@ -1,16 +1,14 @@
 """API test fixtures: an app per test on a fresh database (SQLite file and real PostgreSQL).
 
-The database fixtures are tests/registry/conftest.py's (loaded from that file, so both
-directories share one definition); PostgreSQL must be reachable: the tests fail, never skip.
+``db_url`` and the other database fixtures are the root tests/conftest.py's; PostgreSQL must be
+reachable: the tests fail, never skip.
 ``RecordingQueue`` stands in for the broker only to observe what the API enqueues, and checks
 from a separate connection that each enqueued job was already committed. Nothing here runs a job.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,23 +20,7 @@ from registry import keys, models
 from registry import schedules as sq
 from registry.db import make_engine, make_session_factory, session_scope
 
-from api_support import ADMIN_KEY, CLASS_MODEL, ROOT, RecordingQueue, settings_for, version_data
-
-_spec = importlib.util.spec_from_file_location("_registry_db_fixtures", Path(__file__).parent.parent / "registry" / "conftest.py")
-_db = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_db)
-pg_server_url, make_pg_database, pg_url, pg_engine, pg_session_factory = (
-    _db.pg_server_url, _db.make_pg_database, _db.pg_url, _db.pg_engine, _db.pg_session_factory)
-_sqlite_template, sqlite_url = _db._sqlite_template, _db.sqlite_url
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest) -> str:
-    """A fresh migrated database: a SQLite file, or the session's PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    request.getfixturevalue("pg_session_factory")  # truncates every table
-    return request.getfixturevalue("pg_url")
+from api_support import CLASS_MODEL, ROOT, RecordingQueue, settings_for, version_data
 
 
 @pytest.fixture

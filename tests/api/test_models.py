@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from api_support import ADMIN
+import json
+
+from api_support import ADMIN, ROOT
 
 NEW = {"key": "gmm", "format": "analytic", "location": "gmm2d-edm", "schedule": "builtin", "prediction": "builtin",
        "sample_shape": [2], "description": "analytic mixture"}
@@ -34,3 +36,51 @@ def test_a_bad_spec_is_a_422_naming_the_field(client):
     assert err["loc"] == ["body", "location"] and "escapes the model root" in err["msg"]
     r = client.post("/models", json={**NEW, "key": "Bad Key"}, headers=ADMIN)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "key"]
+
+
+CLASS_SPEC = {"key": "digits-cfg-2", "format": "diffusers", "location": "digits-cfg", "schedule": "from_scheduler_config",
+              "prediction": "from_scheduler_config", "sample_shape": [1, 16, 16], "conditioning": "class",
+              "num_classes": 10, "null_class": 10, "sha256": "b" * 64}
+LATENT_SPEC = {"key": "digits-latent-2", "format": "diffusers", "location": "digits-latent", "schedule": "from_scheduler_config",
+               "prediction": "from_scheduler_config", "sample_shape": [4, 8, 8], "image_shape": [1, 32, 32], "sha256": "c" * 64}
+
+
+def test_admin_adds_a_class_conditional_model_and_jobs_see_its_classes(client):
+    r = client.post("/models", json=CLASS_SPEC, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    spec = client.get("/models/digits-cfg-2", headers=ADMIN).json()["spec"]
+    assert (spec["conditioning"], spec["num_classes"], spec["null_class"]) == ("class", 10, 10)
+    job = {"model": "digits-cfg-2", "solver": "unipc", "nfe": 5, "options": {"guidance": 2.0}}
+    r = client.post("/jobs", json={**job, "options": {"class_labels": [3, 10], "guidance": 2.0}}, headers=ADMIN)
+    assert r.status_code == 422 and "[10]" in r.json()["detail"][0]["msg"]
+    assert client.post("/jobs", json={**job, "options": {"class_labels": [3, 9], "guidance": 2.0}}, headers=ADMIN).status_code == 201
+
+
+def test_admin_adds_a_latent_model_with_its_image_shape(client):
+    r = client.post("/models", json=LATENT_SPEC, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    spec = r.json()["spec"]
+    assert spec["sample_shape"] == [4, 8, 8] and spec["image_shape"] == [1, 32, 32]
+    assert spec["num_classes"] is None and spec["null_class"] is None
+
+
+def test_the_shipped_catalog_entries_can_be_posted_back(client):
+    """Every field of a catalog entry is accepted: posting one back finds the same spec (200, not 422 or 409)."""
+    for entry in json.loads((ROOT / "models" / "catalog.json").read_text()):
+        r = client.post("/models", json=entry, headers=ADMIN)
+        assert r.status_code == 200, (entry["key"], r.text)
+
+
+def test_class_and_latent_fields_are_checked_naming_the_field(client):
+    cases = [({**CLASS_SPEC, "num_classes": None}, "num_classes", "required for class conditioning"),
+             ({k: v for k, v in CLASS_SPEC.items() if k != "null_class"}, "null_class", "required for class conditioning"),
+             ({**CLASS_SPEC, "null_class": 3}, "null_class", "one of the classes 0..9"),
+             ({**CLASS_SPEC, "conditioning": "none"}, "num_classes", "only class-conditional models"),
+             ({**NEW, "image_shape": [1, 8, 8]}, "image_shape", "only latent diffusers pipelines"),
+             ({**LATENT_SPEC, "image_shape": [1, 0, 32]}, "image_shape", "greater than 0")]
+    for body, field, words in cases:
+        r = client.post("/models", json=body, headers=ADMIN)
+        assert r.status_code == 422, (field, r.text)
+        (err,) = r.json()["detail"]
+        assert err["loc"][:2] == ["body", field] and field in err["msg"] and words in err["msg"], err
+    assert client.get("/models/digits-cfg-2", headers=ADMIN).status_code == 404

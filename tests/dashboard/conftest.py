@@ -1,10 +1,11 @@
 """A live service for the dashboard tests, and headless Debian Chromium driven by Playwright.
 
 ``service``: uvicorn serving ``create_app`` in a thread, on a fresh SQLite database, with the
-embedded runner executing jobs of the analytic model gmm2d-edm (seconds each), and one API key
-per scope created through ``registry.keys``. ``dashboard(scope)``: a new browser page on the
-dashboard with that key typed into its key form; every console error, page error and request
-URL is recorded, and the test fails on any error (or a URL carrying the key).
+embedded runner executing jobs of the analytic model gmm2d-edm and of the shipped image model
+ddpm-digits (seconds each), and one API key per scope created through ``registry.keys``.
+``dashboard(scope)``: a new browser page on the dashboard with that key typed into its key form;
+every console error, page error and request URL is recorded, and the test fails on any error
+(or a URL carrying the key).
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ class Service:
     def client(self, scope: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": self.keys[scope]}, timeout=30)
 
-    def submit(self, options: dict[str, Any], *, solver: str = "euler", nfe: int = 4) -> str:
+    def submit(self, options: dict[str, Any], *, model: str = "gmm2d-edm", solver: str = "euler", nfe: int = 4) -> str:
         with self.client("jobs:submit") as c:
-            r = c.post("/jobs", json={"model": "gmm2d-edm", "solver": solver, "nfe": nfe, "options": options})
+            r = c.post("/jobs", json={"model": model, "solver": solver, "nfe": nfe, "options": options})
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
@@ -119,10 +120,34 @@ new MutationObserver(() => {
 """
 
 
+# Resolves once the page has run what it had queued: a frame and the tasks before it.
+SETTLE = "() => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)))"
+OPENED = pytest.StashKey[list[tuple[Any, Watched]]]()
+
+
+def _take_errors(page: Any, seen: Watched) -> list[str]:
+    """The page's errors so far, once it has settled; forgotten here so that each is reported once."""
+    if not page.is_closed():
+        page.evaluate(SETTLE)
+    errors, seen.errors[:] = list(seen.errors), []
+    return errors
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test whose dashboard pages logged a console error or threw fails (its call, not only its teardown)."""
+    result = yield
+    for page, seen in item.stash.get(OPENED, []):
+        errors = _take_errors(page, seen)
+        assert not errors, f"{page.url}: {errors}"
+    return result
+
+
 @pytest.fixture
-def dashboard(browser: Any, service: Service) -> Iterator[Callable[..., Any]]:
+def dashboard(browser: Any, service: Service, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """``dashboard(scope, hash="#/jobs")``: a page signed in with that scope's key."""
     opened: list[tuple[Any, Watched]] = []
+    request.node.stash[OPENED] = opened
 
     def open_page(scope: str, hash: str = "#/jobs") -> Any:
         context = browser.new_context(viewport=VIEWPORT)
@@ -142,10 +167,11 @@ def dashboard(browser: Any, service: Service) -> Iterator[Callable[..., Any]]:
         return page
 
     yield open_page
+    late = [(page.url, _take_errors(page, seen)) for page, seen in opened]
     for page, seen in opened:
         page.context.close()
+    assert not any(errors for _, errors in late), late
     for page, seen in opened:
-        assert not seen.errors, seen.errors
         leaked = [u for u in seen.urls if any(k in u for k in service.keys.values())]
         assert not leaked, f"an API key appeared in a URL: {leaked}"
 

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import re
 
-from dashboard_support import FAST_OPTIONS, LONG_OPTIONS, SCREENSHOTS
+import pytest
+from PIL import Image
+
+from dashboard_support import DIGITS_OPTIONS, FAST_OPTIONS, JOB_TIMEOUT_S, LONG_OPTIONS, SCREENSHOTS, WATCHED_OPTIONS
 
 SCHEDULE_KEY = "gmm2d-edm/euler/4"
+DIGITS_NFE = 3
+# The sample grid once the browser has decoded it: its pixel size, and how many pixels of its
+# top row (the heuristic's samples) differ from the pixel below them in the bottom row (LD3's).
+GRID_PIXELS = """img => {
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const h = c.height / 2;
+  const top = g.getImageData(0, 0, c.width, h).data, bottom = g.getImageData(0, h, c.width, h).data;
+  let differ = 0;
+  for (let i = 0; i < top.length; i += 4) if (top[i] !== bottom[i]) differ++;
+  return {width: img.naturalWidth, height: img.naturalHeight, differ};
+}"""
+GRID_LOADED = "() => { const i = document.querySelector('#samples-img'); return !!i && i.complete && i.naturalWidth > 0; }"
 
 
 def _shot(page, name: str) -> None:
@@ -14,9 +33,41 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def test_a_finished_image_job_shows_its_sample_grid_and_the_heuristics_step_times(service, dashboard, canvas_ink):
+    job_id = service.submit(DIGITS_OPTIONS, model="ddpm-digits", nfe=DIGITS_NFE)
+    page = dashboard("jobs:submit", f"#/jobs/{job_id}")  # opened while the job runs
+    page.wait_for_function(GRID_LOADED, timeout=JOB_TIMEOUT_S * 1000)
+    job = service.wait_job(job_id, ("succeeded",))
+    plotted = job["result"]["step_sigmas"]
+    heuristics = DIGITS_OPTIONS["heuristics"]
+    assert list(plotted) == ["ld3", *heuristics]
+    assert all(plotted["ld3"] != pytest.approx(plotted[h]) for h in heuristics), "LD3 did not move off its start"
+
+    # The grid shown is the version's stored PNG, and its two rows (same seeds) differ.
+    with service.client("schedules:read") as c:
+        v = c.get(f"/dashboard/api/versions/{job['schedule_version_id']}").json()
+        r = c.get(f"/schedules/ddpm-digits/euler/{DIGITS_NFE}/versions/{v['version']}/samples.png")
+    assert v["has_samples"] and r.status_code == 200, r.text
+    stored = Image.open(io.BytesIO(r.content))
+    shown = page.eval_on_selector("#samples-img", GRID_PIXELS)
+    assert (shown["width"], shown["height"]) == stored.size
+    assert shown["differ"] > 0, "the heuristic's and LD3's samples are the same picture"
+    assert page.locator("#samples-img").is_visible()
+    assert page.inner_text("#samples figcaption") == f"top: {job['result']['best_heuristic']}; bottom: LD3 (learned)"
+
+    # The step-time plot draws the learned schedule and every heuristic the worker stored.
+    chart = page.locator("#schedule-chart")
+    assert chart.get_attribute("data-series").split(",") == ["LD3 (learned)", *heuristics]
+    assert int(chart.get_attribute("data-points")) == (DIGITS_NFE + 1) * len(plotted)
+    assert canvas_ink(page, "#schedule-chart") > 2000
+    assert "drawn from the end points" not in page.inner_text("#schedule-section")  # not the fallback
+    assert int(page.get_attribute("#loss-chart", "data-points")) > 0
+    _shot(page, "job")
+
+
 def test_a_job_appears_advances_finishes_and_its_schedule_is_plotted(service, dashboard, canvas_ink):
     page = dashboard("jobs:submit")
-    job_id = service.submit(FAST_OPTIONS)
+    job_id = service.submit(WATCHED_OPTIONS)
     row = page.locator(f"tr[data-job-id='{job_id}']")
     row.wait_for()
     page.locator(f"tr[data-job-id='{job_id}'][data-state='succeeded']").wait_for(timeout=120_000)
@@ -36,7 +87,6 @@ def test_a_job_appears_advances_finishes_and_its_schedule_is_plotted(service, da
     assert canvas_ink(page, "#loss-chart") > 2000
     assert page.locator("#events tr[data-kind='succeeded']").count() == 1
     assert page.locator("#cancel-job").count() == 0  # finished: nothing to cancel
-    _shot(page, "job")
 
     page.click("#schedule-link")
     page.wait_for_selector(f"a.cell[data-key='{SCHEDULE_KEY}']")

@@ -11,6 +11,11 @@ import pytest
 def js(browser, service):
     """``js(expr)``: the value of ``expr`` with the modules imported as ``f``, ``p`` and ``c``."""
     page = browser.new_page()
+    errors: list[str] = []
+    # Chromium asks a JSON document's origin for /favicon.ico (404): the browser's, not the modules'.
+    page.on("console", lambda m: errors.append(m.text)
+            if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico") else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{service.url}/dashboard/api/config")  # same origin as the modules
 
     def run(expr: str):
@@ -23,6 +28,7 @@ def js(browser, service):
 
     yield run
     page.close()
+    assert not errors, errors
 
 
 def test_polling_backs_off_when_hidden_and_after_failures(js):

@@ -12,7 +12,7 @@ from PIL import Image
 from api.main import create_app
 from registry import keys, models
 from registry import schedules as sq
-from registry.db import make_engine, make_session_factory, session_scope, upgrade
+from registry.db import make_engine, make_session_factory, session_scope
 from registry.schemas import ScheduleVersionCreate
 from registry.settings import Settings
 
@@ -42,9 +42,8 @@ def _version(png: bytes | None) -> ScheduleVersionCreate:
 
 
 @pytest.fixture
-def app_and_keys(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ld3.db'}"
-    upgrade(url)
+def app_and_keys(sqlite_url):
+    url = sqlite_url  # a fresh migrated SQLite file (root conftest)
     engine = make_engine(url)
     factory = make_session_factory(engine)
     with session_scope(factory) as s:

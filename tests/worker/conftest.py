@@ -1,16 +1,31 @@
-"""Tiny randomly initialised diffusers models and pipelines, saved to a folder, for the worker tests.
+"""Fixtures of the worker tests.
 
-Built here because no real weights can be fetched; ``tiny_models`` hands the builders to tests.
+- Tiny randomly initialised diffusers models and pipelines, saved to a folder (built here because
+  no real weights can be fetched); ``tiny_models`` hands the builders to tests.
+- ``factory`` / ``sqlite_factory``: sessions on the root conftest's ``db_url`` / ``sqlite_url`` with
+  the analytic model in the catalog; ``broker`` / ``celery_queue``: the test Redis database.
+  PostgreSQL and Redis must be reachable: the tests fail, never skip.
 """
 
 import json
 import os
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before diffusers/transformers are imported: nothing may be fetched
 
 import pytest
+import redis
 import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry import models
+from registry.db import make_engine, make_session_factory, session_scope
+from registry.settings import Settings
+from worker.celery_app import make_celery
+from worker.queue import CeleryQueue
+
+from worker_support import MODEL_SPEC, TEST_REDIS_URL
 
 
 def tiny_unet(**kw):
@@ -93,3 +108,45 @@ def save_text_pipeline(out, vocab_dir):
 @pytest.fixture(scope="session")
 def tiny_models():
     return SimpleNamespace(unet_folder=save_diffusers, latent_pipeline=save_latent_pipeline, text_pipeline=save_text_pipeline)
+
+
+def _factory_with_model(url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(url)
+    f = make_session_factory(engine)
+    with session_scope(f) as s:
+        models.upsert_model(s, MODEL_SPEC)
+    yield f
+    engine.dispose()
+
+
+@pytest.fixture
+def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on ``db_url`` with the analytic model in the catalog."""
+    yield from _factory_with_model(db_url)
+
+
+@pytest.fixture
+def sqlite_factory(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
+    yield from _factory_with_model(sqlite_url)
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    """The test Redis database, emptied before and after; the test fails if Redis is unreachable."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        pytest.fail(f"Redis at {TEST_REDIS_URL} is unreachable (set LD3_TEST_REDIS_URL): {e}", pytrace=False)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def celery_queue(broker: redis.Redis) -> Iterator[CeleryQueue]:
+    """A ``CeleryQueue`` on the test Redis database."""
+    queue = CeleryQueue(make_celery(Settings(broker_url=TEST_REDIS_URL)))
+    yield queue
+    queue.app.close()

@@ -26,9 +26,8 @@ from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
 
-from worker_support import (  # noqa: F401 - fixtures
-    MODEL, MODEL_SPEC, NFE, ROOT, SOLVER, TEST_REDIS_URL, checkpoint_iteration, events, job, make_pg_database,
-    pg_server_url, tiny_options, wait_for,
+from worker_support import (
+    MODEL, MODEL_SPEC, NFE, ROOT, SOLVER, TEST_REDIS_URL, checkpoint_iteration, events, job, tiny_options, wait_for,
 )
 
 CELERY = Path(sys.executable).parent / "celery"

@@ -13,10 +13,7 @@ from registry import jobs as q
 from registry.db import session_scope
 from worker.embedded import EmbeddedRunner, embedded_worker_name
 
-from worker_support import (  # noqa: F401 - fixtures
-    _sqlite_template, checkpoint_iteration, events, job, sqlite_factory, sqlite_url, submit, wait_for,
-    worker_settings,
-)
+from worker_support import checkpoint_iteration, events, job, submit, wait_for, worker_settings
 
 
 @pytest.fixture

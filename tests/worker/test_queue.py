@@ -6,7 +6,7 @@ from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import GPU_QUEUE, TASK_NAME, CeleryQueue, EmbeddedQueue
 
-from worker_support import ROOT, TEST_REDIS_URL, broker, celery_queue  # noqa: F401 - fixtures
+from worker_support import ROOT, TEST_REDIS_URL
 
 
 def test_enqueue_sends_one_message_to_the_gpu_queue(celery_queue, broker):

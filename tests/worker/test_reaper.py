@@ -8,10 +8,7 @@ from registry import jobs as q
 from registry.db import session_scope
 from worker.reaper import Reaper, requeue_orphans
 
-from worker_support import (  # noqa: F401 - fixtures
-    _sqlite_template, broker, celery_queue, db_url, events, factory, make_pg_database, pg_engine, pg_server_url,
-    pg_session_factory, pg_url, sqlite_url, submit, wait_for,
-)
+from worker_support import events, submit, wait_for
 
 
 def _dead_worker_job(factory, **options) -> str:

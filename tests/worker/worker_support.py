@@ -1,31 +1,24 @@
-"""Fixtures and helpers of the runner, embedded-runner, queue and Celery tests.
+"""Helpers of the runner, embedded-runner, queue and Celery tests (their fixtures are in conftest.py).
 
-The database fixtures are tests/registry/conftest.py's (loaded from that file: one definition
-for every directory); PostgreSQL and Redis must be reachable: the tests fail, never skip.
 Jobs run on the analytic ``gmm2d-edm`` model with tiny configurations (seconds).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry import jobs as q
-from registry import models
-from registry.db import make_engine, make_session_factory, session_scope
+from registry.db import session_scope
 from registry.schemas import JobCreate, JobOptions
 from registry.settings import Settings
 from registry.tables import JobRow
-from worker.celery_app import make_celery
-from worker.queue import CeleryQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_REDIS_URL = os.environ.get("LD3_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -33,13 +26,6 @@ MODEL = "gmm2d"
 MODEL_SPEC = {"key": MODEL, "format": "analytic", "location": "gmm2d-edm", "schedule": "builtin",
               "prediction": "builtin", "sample_shape": [2]}
 SOLVER, NFE = "euler", 4
-
-_spec = importlib.util.spec_from_file_location("_registry_db_fixtures_w", ROOT / "tests" / "registry" / "conftest.py")
-_db = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_db)
-pg_server_url, make_pg_database, pg_url, pg_engine, pg_session_factory = (
-    _db.pg_server_url, _db.make_pg_database, _db.pg_url, _db.pg_engine, _db.pg_session_factory)
-_sqlite_template, sqlite_url = _db._sqlite_template, _db.sqlite_url
 
 
 def tiny_options(**kw: Any) -> dict[str, Any]:
@@ -87,54 +73,3 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
             return value
         time.sleep(every)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest) -> str:
-    """A fresh migrated database: a SQLite file, or the session's PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    request.getfixturevalue("pg_session_factory")  # truncates every table
-    return request.getfixturevalue("pg_url")
-
-
-def _factory_with_model(url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(url)
-    f = make_session_factory(engine)
-    with session_scope(f) as s:
-        models.upsert_model(s, MODEL_SPEC)
-    yield f
-    engine.dispose()
-
-
-@pytest.fixture
-def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
-    """Sessions on ``db_url`` with the analytic model in the catalog."""
-    yield from _factory_with_model(db_url)
-
-
-@pytest.fixture
-def sqlite_factory(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
-    yield from _factory_with_model(sqlite_url)
-
-
-@pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    """The test Redis database, emptied before and after; the test fails if Redis is unreachable."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis at {TEST_REDIS_URL} is unreachable (set LD3_TEST_REDIS_URL): {e}", pytrace=False)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def celery_queue(broker: redis.Redis) -> Iterator[CeleryQueue]:
-    """A ``CeleryQueue`` on the test Redis database."""
-    queue = CeleryQueue(make_celery(Settings(broker_url=TEST_REDIS_URL)))
-    yield queue
-    queue.app.close()
