@@ -7,12 +7,18 @@ waits for a writer, and it costs less than the hop to a worker thread would. Pos
 few psycopg async connections (autocommit) owned by the event loop, so the round trip is
 awaited instead of parked in a worker thread (under concurrent load the thread hop cost
 several times the query). Any other database: a pooled connection in a worker thread.
+
+Resolved ids are kept in the process: a pinned ``?version=`` forever (versions are immutable),
+the active pointer for ``active_ttl_s`` (``LD3_ACTIVE_CACHE_S``, default 1 s; a promotion
+through this process clears it at once, one through another process or a finished job shows
+within the TTL — well inside the ``max-age=30`` the responses already allow clients).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from threading import Lock
 from typing import Any
 
@@ -91,7 +97,11 @@ class AsyncPgConnections:
 class VersionIdLookup:
     """``await lookup(model, solver, nfe, guidance, version)`` -> the version id to serve, or None."""
 
-    def __init__(self, url: str) -> None:
+    MAX_CACHED = 10_000
+
+    def __init__(self, url: str, *, active_ttl_s: float = 1.0) -> None:
+        self.active_ttl_s = active_ttl_s
+        self._ids: dict[tuple, tuple[float, int]] = {}  # (model, solver, nfe, gk, version) -> (resolved at, id)
         self.engine = make_read_engine(url)
         self.kind = {"sqlite": "sqlite", "postgresql": "postgresql"}.get(self.engine.dialect.name, "pooled")
         if self.kind == "postgresql" and self.engine.dialect.driver != "psycopg":
@@ -107,10 +117,26 @@ class VersionIdLookup:
 
     async def __call__(self, model: str, solver: str, nfe: int, guidance: float | None, version: int | None) -> int | None:
         params = {"model": model, "solver": solver, "nfe": nfe, "gk": guidance_key(guidance), "version": version}
+        key, now = tuple(params.values()), time.monotonic()
+        hit = self._ids.get(key)
+        if hit is not None and (version is not None or now - hit[0] < self.active_ttl_s):
+            return hit[1]
+        vid = await self._query(params)
+        if vid is not None:  # a miss is never kept: the version may appear any moment
+            if len(self._ids) >= self.MAX_CACHED:
+                self._ids.clear()
+            self._ids[key] = (now, vid)
+        return vid
+
+    def forget_active(self) -> None:
+        """Drop the cached active pointers (after a promotion in this process)."""
+        self._ids = {k: v for k, v in self._ids.items() if k[-1] is not None}
+
+    async def _query(self, params: dict[str, Any]) -> int | None:
         if self.kind == "sqlite":
             return self._sqlite(params)
         if self.kind == "postgresql":
-            sql, _ = self._sql["active" if version is None else "version"]
+            sql, _ = self._sql["active" if params["version"] is None else "version"]
             row = await self._pg.fetch_one(sql, params)
             return None if row is None else row[0]
         return await run_in_threadpool(self._pooled, params)

@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     """The service for ``settings`` (default: from the environment), enqueueing into ``queue``."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
-    lookup = VersionIdLookup(settings.database_url)
+    lookup = VersionIdLookup(settings.database_url, active_ttl_s=settings.active_cache_s)
     factory = make_session_factory(engine)
     runner = None
     if queue is None:

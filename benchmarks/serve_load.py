@@ -14,7 +14,14 @@ minimal HTTP/1.1 over asyncio streams (no HTTP library), so the server, not the 
 generator, is what saturates. Prints a markdown table:
 requests per second, p50/p99 latency as the client sees it, the server process's CPU time
 per request (from /proc: what the endpoint costs, whatever else the machine is doing), and
-the throughput ratio to the no-op.
+the throughput ratio to the no-op. The app runs with its default settings, among them
+``LD3_ACTIVE_CACHE_S=1``: the resolved active version id is reused for a second, so most
+requests touch no database (without it, PostgreSQL's round trip held the schedule route to
+~50% of the no-op on this machine).
+
+    python benchmarks/serve_load.py > benchmarks/results/serve_load_sqlite.md
+    python benchmarks/serve_load.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/ld3_bench \
+        > benchmarks/results/serve_load_postgres.md     # the database must exist (createdb ld3_bench)
 """
 
 from __future__ import annotations

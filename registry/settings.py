@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     admin_key: str | None = None  # bootstrap admin API key
     auth_required: bool = True  # False only for the local embedded quickstart: every request has all scopes
     cors_origins: list[str] = []
+    active_cache_s: float = Field(1.0, ge=0)  # API: how long a process reuses a resolved active schedule pointer
 
     @field_validator("admin_key")
     @classmethod

@@ -157,7 +157,7 @@ def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solv
 
 
 @router.post("/{model}/{solver}/{nfe}/versions/{version}/promote", response_model=ScheduleVersionPublic)
-def promote_version(s: SessionDep, admin: AdminDep, model: Model, solver: Solver, nfe: Nfe,
+def promote_version(request: Request, s: SessionDep, admin: AdminDep, model: Model, solver: Solver, nfe: Nfe,
                     version: Annotated[int, Path(ge=1)], guidance: Guidance = None) -> Any:
     """Serve ``version`` from now on (admin). Rollback is the promotion of an older version."""
     _check_solver(solver)
@@ -166,6 +166,7 @@ def promote_version(s: SessionDep, admin: AdminDep, model: Model, solver: Solver
         return _not_found(s, model, solver, nfe, guidance, version)
     q.promote(s, row.id, actor=admin.name)
     s.commit()
+    request.app.state.version_lookup.forget_active()
     return ScheduleVersionPublic.from_row(row, active=True)
 
 

@@ -42,7 +42,9 @@ class RecordingQueue:
 
 
 def settings_for(db_url: str, **overrides: Any) -> Settings:
-    base = {"database_url": db_url, "broker_url": None, "admin_key": ADMIN_KEY, "auth_required": True,
+    # active_cache_s=0: these tests move the active pointer as a worker would (straight in the
+    # database) and expect the next request to see it; the TTL itself is tested in test_lookup.py.
+    base = {"database_url": db_url, "broker_url": None, "admin_key": ADMIN_KEY, "auth_required": True, "active_cache_s": 0,
             "model_root": str(ROOT / "models"), "catalog_file": str(ROOT / "models" / "catalog.json")}
     return Settings(**{**base, **overrides})
 

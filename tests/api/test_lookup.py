@@ -14,7 +14,7 @@ from registry.db import session_scope
 
 def _lookup(db_url, *args):
     async def run():
-        lookup = VersionIdLookup(db_url)
+        lookup = VersionIdLookup(db_url, active_ttl_s=0)  # every read goes to the database
         try:
             return await lookup(*args)
         finally:
@@ -30,7 +30,7 @@ def test_active_and_numbered_versions(db_url, factory, add_version):
         v1, v2 = (r.id for r in sq.list_versions(s, "ddpm-digits", "unipc", 5))
 
     async def run():
-        lookup = VersionIdLookup(db_url)
+        lookup = VersionIdLookup(db_url, active_ttl_s=0)  # every read goes to the database
         try:
             assert lookup.kind == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
             assert await lookup("ddpm-digits", "unipc", 5, None, None) == v1
@@ -51,7 +51,7 @@ def test_active_and_numbered_versions(db_url, factory, add_version):
 
 def test_the_pooled_path_for_other_drivers_answers_the_same(db_url, factory, add_version):
     add_version(5)
-    lookup = VersionIdLookup(db_url)
+    lookup = VersionIdLookup(db_url, active_ttl_s=0)  # every read goes to the database
     try:
         params = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5, "gk": "", "version": None}
         with factory() as s:
@@ -73,3 +73,31 @@ def test_a_sqlite_read_does_not_wait_for_an_open_write_transaction(db_url, add_v
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_the_active_pointer_is_reused_for_its_ttl_and_forgotten_on_promotion(db_url, factory, add_version):
+    add_version(5)
+    add_version(5, promote=False)
+    with factory() as s:
+        v1, v2 = (r.id for r in sq.list_versions(s, "ddpm-digits", "unipc", 5))
+
+    def promote_elsewhere(vid):  # another process (a worker, another API replica) moves the pointer
+        with session_scope(factory) as s:
+            sq.promote(s, vid)
+
+    async def run():
+        cached, fresh = VersionIdLookup(db_url, active_ttl_s=3600), VersionIdLookup(db_url, active_ttl_s=0)
+        try:
+            assert await cached("ddpm-digits", "unipc", 5, None, None) == v1
+            assert await fresh("ddpm-digits", "unipc", 5, None, None) == v1
+            promote_elsewhere(v2)
+            assert await cached("ddpm-digits", "unipc", 5, None, None) == v1  # within its TTL
+            assert await fresh("ddpm-digits", "unipc", 5, None, None) == v2  # TTL 0: every request reads
+            cached.forget_active()  # what a promotion through this process does
+            assert await cached("ddpm-digits", "unipc", 5, None, None) == v2
+            assert await cached("ddpm-digits", "unipc", 5, None, 1) == v1  # pinned versions never change
+        finally:
+            await cached.aclose()
+            await fresh.aclose()
+
+    asyncio.run(run())
