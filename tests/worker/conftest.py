@@ -130,8 +130,7 @@ def sqlite_factory(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
     yield from _factory_with_model(sqlite_url)
 
 
-@pytest.fixture
-def broker() -> Iterator[redis.Redis]:
+def empty_test_broker() -> Iterator[redis.Redis]:
     """The test Redis database, emptied before and after; the test fails if Redis is unreachable."""
     client = redis.Redis.from_url(TEST_REDIS_URL)
     try:
@@ -142,6 +141,17 @@ def broker() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    yield from empty_test_broker()
+
+
+@pytest.fixture(scope="module")
+def broker_module() -> Iterator[redis.Redis]:
+    """``broker`` for a whole module (the Celery worker processes outlive a test)."""
+    yield from empty_test_broker()
 
 
 @pytest.fixture

@@ -96,21 +96,6 @@ def worker(workers: Workers, broker_module) -> subprocess.Popen:
     return workers.start("w1")
 
 
-@pytest.fixture(scope="module")
-def broker_module():
-    """The test Redis database, emptied (module scope; ``broker`` does the same per test)."""
-    import redis
-
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        pytest.fail(f"Redis at {TEST_REDIS_URL} is unreachable (set LD3_TEST_REDIS_URL): {e}", pytrace=False)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
 
 @pytest.fixture(scope="module")
 def queue(broker_module) -> Iterator[CeleryQueue]:
