@@ -200,12 +200,26 @@ def target_check(summary: dict[tuple, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cut_table(cells: list[dict[str, Any]], metric: str = "fd_digits") -> str:
+    """One line per (model, solver): LD3's FD cut against the best heuristic at each NFE (seeds run)."""
+    summ = summarize(cells, metric)
+    nfes = sorted({n for (_, _, n) in summ})
+    rows = defaultdict(dict)
+    for (m, s, n), v in summ.items():
+        rows[(m, s)][n] = f"{v['cut'] * 100:+.0f}% ({v['seeds']})"
+    head = "| model | solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |"
+    sep = "|---|---|" + "---|" * len(nfes)
+    body = [f"| {m} | {s} | " + " | ".join(per.get(n, "-") for n in nfes) + " |" for (m, s), per in sorted(rows.items())]
+    return "\n".join([head, sep, *body])
+
+
 def report(cells: list[dict[str, Any]]) -> str:
     from ld3core.heuristics import HEURISTICS
 
     if not cells:
         return "(no cells yet)"
-    lines = []
+    lines = ["LD3's cut of the best heuristic's FD-digits (mean over the seeds run, in brackets; "
+             "positive = LD3 better):\n", cut_table(cells)]
     metrics = [m for m in ("fd_digits", "fid") if any(m in r for c in cells for r in c["rows"])]
     devices = sorted({c.get("device", "?") for c in cells})
     for model in sorted({c["model"] for c in cells}):
