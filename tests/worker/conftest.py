@@ -19,13 +19,11 @@ import redis
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry import models
-from registry.db import make_engine, make_session_factory, session_scope
 from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
 
-from worker_support import MODEL_SPEC, TEST_REDIS_URL
+from worker_support import TEST_REDIS_URL, factory_with_model
 
 
 def tiny_unet(**kw):
@@ -110,24 +108,15 @@ def tiny_models():
     return SimpleNamespace(unet_folder=save_diffusers, latent_pipeline=save_latent_pipeline, text_pipeline=save_text_pipeline)
 
 
-def _factory_with_model(url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(url)
-    f = make_session_factory(engine)
-    with session_scope(f) as s:
-        models.upsert_model(s, MODEL_SPEC)
-    yield f
-    engine.dispose()
-
-
 @pytest.fixture
 def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
     """Sessions on ``db_url`` with the analytic model in the catalog."""
-    yield from _factory_with_model(db_url)
+    yield from factory_with_model(db_url)
 
 
 @pytest.fixture
 def sqlite_factory(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
-    yield from _factory_with_model(sqlite_url)
+    yield from factory_with_model(sqlite_url)
 
 
 def empty_test_broker() -> Iterator[redis.Redis]:

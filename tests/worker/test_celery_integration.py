@@ -19,15 +19,15 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry import jobs as q
-from registry import models
-from registry.db import make_engine, make_session_factory, session_scope
+from registry.db import session_scope
 from registry.schemas import JobCreate
 from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
 
 from worker_support import (
-    MODEL, MODEL_SPEC, NFE, ROOT, SOLVER, TEST_REDIS_URL, checkpoint_iteration, events, job, tiny_options, wait_for,
+    MODEL, NFE, ROOT, SOLVER, TEST_REDIS_URL, checkpoint_iteration, events, factory_with_model, job, tiny_options,
+    wait_for,
 )
 
 CELERY = Path(sys.executable).parent / "celery"
@@ -41,12 +41,7 @@ def db_url(make_pg_database: Callable[..., str]) -> str:
 
 @pytest.fixture(scope="module")
 def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(db_url)
-    f = make_session_factory(engine)
-    with session_scope(f) as s:
-        models.upsert_model(s, MODEL_SPEC)
-    yield f
-    engine.dispose()
+    yield from factory_with_model(db_url)
 
 
 class Workers:

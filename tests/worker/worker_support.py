@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry import jobs as q
-from registry.db import session_scope
+from registry import models
+from registry.db import make_engine, make_session_factory, session_scope
 from registry.schemas import JobCreate, JobOptions
 from registry.settings import Settings
 from registry.tables import JobRow
@@ -26,6 +27,16 @@ MODEL = "gmm2d"
 MODEL_SPEC = {"key": MODEL, "format": "analytic", "location": "gmm2d-edm", "schedule": "builtin",
               "prediction": "builtin", "sample_shape": [2]}
 SOLVER, NFE = "euler", 4
+
+
+def factory_with_model(url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on ``url`` whose catalog holds the test model (generator body of a fixture)."""
+    engine = make_engine(url)
+    f = make_session_factory(engine)
+    with session_scope(f) as s:
+        models.upsert_model(s, MODEL_SPEC)
+    yield f
+    engine.dispose()
 
 
 def tiny_options(**kw: Any) -> dict[str, Any]:
