@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ld3core.heuristics import heuristic  # noqa: E402
-from worker.evaluate import Scorer, eval_seeds, read_catalog, real_digits  # noqa: E402
+from worker.digits import real_digits  # noqa: E402
+from worker.evaluate import Scorer, eval_seeds, read_catalog  # noqa: E402
 from worker.loaders import load_model  # noqa: E402
 from worker.sampling import generate  # noqa: E402
 

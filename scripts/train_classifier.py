@@ -20,13 +20,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_models (the data)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ld3core, from a checkout
-
-from train_models import load_digits  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ld3core and worker, from a checkout
 
 from ld3core.classifier import WEIGHTS_FILE, DigitsClassifier  # noqa: E402
 from ld3core.lpips_weights import file_sha256  # noqa: E402
+from worker.digits import load_digits  # noqa: E402
 
 TEST_FRACTION = 0.2
 
@@ -119,7 +117,7 @@ models (`ld3core.classifier`): a small CNN (`DigitsClassifier`: 2 x [conv 3x3, R
 the features, dropout 0.3, 10 logits), {s['params']:,} parameters, safetensors weights.
 
 - Data: `sklearn.datasets.load_digits` at 16 x 16 px (`load_digits(16)` of
-  `scripts/train_models.py`: values 0..16 scaled to [-1, 1], bilinear 8 -> 16 px), split
+  `worker/digits.py`: values 0..16 scaled to [-1, 1], bilinear 8 -> 16 px), split
   per class into {s['n_train']} training and {s['n_test']} held-out test images (seed {s['seed']}).
 - Training: AdamW (lr 2e-3, one-cycle, weight decay 1e-4), batch 64, {s['epochs']} epochs, random
   shifts of up to 1 px; {s['threads']} CPU thread(s), {s['wall_s']:.0f} s wall time.

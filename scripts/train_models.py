@@ -51,21 +51,10 @@ NUM_CLASSES, NULL_CLASS, P_UNCOND = 10, 10, 0.1
 NEW_MODELS = ("digits-cfg", "digits-flow", "digits-latent")
 QUALITY_PLACEHOLDER = "Quality: to be measured by benchmarks/quality_models.py"
 
+from worker.digits import load_digits  # noqa: E402 - after the sys.path line: runs from a checkout
+
 
 # Data.
-
-def load_digits(size: int = 16) -> tuple[Tensor, Tensor]:
-    """(images (1797, 1, size, size) float32 in [-1, 1], labels (1797,) int64) from sklearn digits.
-
-    The 8x8 images (values 0..16) are bilinearly upsampled; no flips (digits are not mirror-symmetric).
-    """
-    from sklearn.datasets import load_digits as sk_digits  # ships with scikit-learn: no download
-
-    d = sk_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
-    return x, torch.tensor(d.target, dtype=torch.int64)
-
 
 def load_digits_16() -> Tensor:
     """(1797, 1, 16, 16) float32 in [-1, 1]: sklearn digits upsampled 8 -> 16 px."""

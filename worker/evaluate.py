@@ -19,14 +19,12 @@ The real data's statistics are cached (``ld3core.feature_stats``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,6 +39,7 @@ from ld3core.solvers import SOLVERS, get_solver
 from ld3core.teacher import TeacherSpec
 
 from .catalog import ModelSpec
+from .digits import real_digits
 from .loaders import LoadedModel, load_model
 from .sampling import generate
 
@@ -58,22 +57,6 @@ def eval_seeds(seed: int, n: int) -> list[int]:
         raise ValueError(f"n_samples: must be in [2, {SEED_STRIDE}), got {n}")
     base = EVAL_SEED_BASE + seed * SEED_STRIDE
     return list(range(base, base + n))
-
-
-@lru_cache(maxsize=None)
-def real_digits(resolution: int) -> Tensor:
-    """The real data: the 1797 sklearn digits at ``resolution`` px in [-1, 1], made by
-    ``load_digits`` of ``scripts/train_models.py`` (the function the digit models were trained with)."""
-    path = REPO / "scripts" / "train_models.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} (which defines the digits data) is missing")
-    name = "_ld3_train_models"
-    if name not in sys.modules:  # registered first: the script's dataclasses look themselves up there
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].load_digits(resolution)[0]
 
 
 class Scorer:
