@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 
-# worker.catalog.ModelSpec names the field in its message: put it in ``loc`` too.
+# registry.catalog.ModelSpec names the field in its message: put it in ``loc`` too.
 _SPEC_FIELD = re.compile(r"^model spec field '(\w+)': ")
 
 

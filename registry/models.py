@@ -1,6 +1,6 @@
-"""The model catalog in the database: ``ModelRow.spec`` is ``worker.catalog.ModelSpec.to_dict()``.
+"""The model catalog in the database: ``ModelRow.spec`` is ``registry.catalog.ModelSpec.to_dict()``.
 
-Specs are validated by ``worker.catalog.ModelSpec`` (which imports no torch).
+Specs are validated by ``registry.catalog.ModelSpec`` (which imports no torch).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.catalog import ModelSpec
+from .catalog import ModelSpec
 
 from .db import utcnow
 from .tables import ModelRow

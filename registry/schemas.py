@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from . import solvers
+from .catalog import ModelSpec
 from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
 
-MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # worker.catalog's key rule
+MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key rule
 SCOPES: tuple[str, ...] = ("schedules:read", "jobs:submit", "admin")
 EXPORT_FORMATS: tuple[str, ...] = ("raw", "diffusers", "k-diffusion", "comfyui")
 MAX_SAMPLES = 10_000
@@ -338,7 +339,7 @@ class ScheduleExport(BaseModel):
 
 
 class ModelCreate(BaseModel):
-    """``POST /models``: a catalog entry (``worker.catalog.ModelSpec``'s fields and rules)."""
+    """``POST /models``: a catalog entry (``registry.catalog.ModelSpec``'s fields and rules)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -361,15 +362,11 @@ class ModelCreate(BaseModel):
 
     @model_validator(mode="after")
     def _catalog_rules(self) -> "ModelCreate":
-        from worker.catalog import ModelSpec  # no torch: the catalog module validates specs only
-
         ModelSpec.from_dict(self.model_dump())  # ValueError naming the field, e.g. "model spec field 'sha256': ..."
         return self
 
     def spec_dict(self) -> dict[str, Any]:
         """The spec as stored in ``ModelRow.spec`` (``ModelSpec.to_dict()``)."""
-        from worker.catalog import ModelSpec
-
         return ModelSpec.from_dict(self.model_dump()).to_dict()
 
 

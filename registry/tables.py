@@ -34,7 +34,7 @@ def new_job_id() -> str:
 
 
 class ModelRow(Base):
-    """A catalog entry: ``spec`` is ``worker.catalog.ModelSpec.to_dict()``."""
+    """A catalog entry: ``spec`` is ``registry.catalog.ModelSpec.to_dict()``."""
 
     __tablename__ = "models"
 

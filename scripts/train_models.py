@@ -470,7 +470,7 @@ class Sampler:
 def pixel_sampler(folder: Path, device: torch.device, *, n: int, guidance: float) -> Sampler:
     """A flat UNet2DModel folder through ``worker.loaders.load_model``; class-conditional ones
     get ``n`` rounded up to whole rows of one digit each, guided at ``guidance``."""
-    from worker.catalog import ModelSpec
+    from registry.catalog import ModelSpec
     from worker.loaders import load_model, weights_sha256
 
     cfg = json.loads((folder / "config.json").read_text())

@@ -38,7 +38,7 @@ from ld3core.heuristics import HEURISTICS, heuristic
 from ld3core.solvers import SOLVERS, get_solver
 from ld3core.teacher import TeacherSpec
 
-from .catalog import ModelSpec
+from registry.catalog import ModelSpec
 from .digits import real_digits
 from .loaders import LoadedModel, load_model
 from .sampling import generate

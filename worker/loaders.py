@@ -29,7 +29,7 @@ from ld3core.models import load_builtin
 from ld3core.schedules import NoiseSchedule, RectifiedFlow, VPDiscrete, schedule_from_config
 
 from .architectures import ARCHITECTURES
-from .catalog import ModelSpec, check_location
+from registry.catalog import ModelSpec, check_location
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 DIFFUSERS_PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}

@@ -51,7 +51,7 @@ from registry.models import get_model
 from registry.schemas import JobOptions, ScheduleVersionCreate
 from registry.settings import Settings
 
-from .catalog import ModelSpec
+from registry.catalog import ModelSpec
 from .loaders import LoadedModel, load_model
 from .sampling import generate, prepare_job
 

@@ -34,7 +34,7 @@ def get_model(key: str, s: SessionDep, _: ReadDep) -> Any:
              responses={200: {"description": "The same entry already exists"},
                         409: {"description": "The key exists with a different spec"}})
 def add_model(data: ModelCreate, response: Response, s: SessionDep, _: AdminDep) -> Any:
-    """Add a catalog entry (admin). The spec follows ``worker.catalog.ModelSpec``'s rules."""
+    """Add a catalog entry (admin). The spec follows ``registry.catalog.ModelSpec``'s rules."""
     spec = data.spec_dict()
     existing = q.get_model(s, data.key)
     if existing is not None:

@@ -1,4 +1,4 @@
-"""GET/POST /models: the catalog (adding is admin-only; specs follow worker.catalog's rules)."""
+"""GET/POST /models: the catalog (adding is admin-only; specs follow registry.catalog's rules)."""
 
 from __future__ import annotations
 

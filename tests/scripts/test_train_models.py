@@ -12,7 +12,7 @@ from PIL import Image
 
 from ld3core.denoisers import NetworkDenoiser
 from ld3core.schedules import RectifiedFlow, VPDiscrete
-from worker.catalog import ModelSpec
+from registry.catalog import ModelSpec
 from worker.loaders import load_model, scheduler_schedule, weights_sha256
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from ld3core.schedules import EDM, RectifiedFlow, VPDiscrete
 from worker.architectures import TinyConvNet
-from worker.catalog import ModelSpec
+from registry.catalog import ModelSpec
 from worker.loaders import ModelLoadError, load_model, sha256_file, weights_sha256
 
 

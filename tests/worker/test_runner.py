@@ -24,7 +24,7 @@ from registry import models
 from registry import schedules as sq
 from registry.db import make_engine, make_session_factory, session_scope
 from registry.schemas import JobCreate, JobOptions
-from worker.catalog import ModelSpec
+from registry.catalog import ModelSpec
 from worker.loaders import load_model, weights_sha256
 from worker.runner import (
     PHASES, PREVIEW_SEEDS, Lease, code_version, execute, job_config, job_cost, remaining_work, state_from_bytes,

@@ -12,7 +12,7 @@ from ld3core.optimize import JobConfig, job_pairs, run_job
 from ld3core.solvers import get_solver
 from ld3core.teacher import TeacherSpec, prior_noise
 from ld3core.train import radius
-from worker.catalog import ModelSpec
+from registry.catalog import ModelSpec
 from worker.loaders import load_model, weights_sha256
 from worker.sampling import conditions_for, generate, latent_overrides, prepare_job, run_model_job
 

@@ -2,7 +2,8 @@
 
 A job names a catalog key, never a path. ``ModelSpec`` is a small frozen record, checked on
 construction and saved as JSON (``to_dict`` / ``from_dict``); the registry stores it later.
-This module imports no torch: the API validates specs without loading a model.
+This module imports no torch: the API validates specs without loading a model; the worker's
+loaders (``worker.loaders``) turn a spec into a model.
 """
 
 from __future__ import annotations

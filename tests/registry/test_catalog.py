@@ -1,6 +1,6 @@
 import pytest
 
-from worker.catalog import ModelSpec
+from registry.catalog import ModelSpec
 
 SHA = "ab" * 32
 
@@ -96,5 +96,5 @@ def test_catalog_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, worker.catalog; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, registry.catalog; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
