@@ -27,6 +27,13 @@ App. B.1.2: 2 + 3 epochs and its learning rates).
     python benchmarks/quality_models.py --device cuda --workers 16 [--fid]         # the full grid
     python benchmarks/quality_models.py --size cpu --loss lpips --no-lpips --workers 2   # what a 2-core CPU affords
     python benchmarks/quality_models.py --report benchmarks/results/quality_models.jsonl
+    # score an earlier run's learned schedules again on 2000 samples, one noise set for all seeds:
+    python benchmarks/quality_models.py --rescore benchmarks/results/quality_models_cpu.jsonl --size cpu \
+        --n-samples 2000 --eval-seed 0 --no-lpips --threads 2 --tag quality_models_cpu_n2000
+
+FD is biased upwards by a finite sample, by more than the gaps between schedules at 400
+samples (ddpm-digits' teacher: 72.8 at 400, 26.9 at 1000, 22.8 at 2000 samples), which hides
+most of any cut; --rescore measures again at a size where it does not, without training again.
 """
 
 from __future__ import annotations
@@ -127,23 +134,48 @@ def rescore_cell(prev: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluate_cell(cell: dict[str, Any], learned, job: dict[str, Any], loaded, opts: dict[str, Any]) -> dict[str, Any]:
-    from ld3core.teacher import TeacherSpec
-    from worker.evaluate import evaluate, teacher_samples
+    """Score ``learned`` next to every heuristic and the teacher. The evaluation noise is the
+    cell's seed's, or ``opts["eval_seed"]``'s for every cell when set: then the heuristics and
+    the teacher of a (model, solver, NFE) are sampled once per process and later seeds sample
+    only their learned schedule (seeds then vary the LD3 job, not the evaluation noise)."""
+    import torch
+    from torch import Tensor
 
-    model, dev, size = cell["model"], opts["device"], opts["size"]
+    from ld3core.teacher import TeacherSpec
+    from worker.evaluate import eval_seeds, evaluate, teacher_samples
+    from worker.sampling import generate
+
+    model, dev, n_samples = cell["model"], opts["device"], opts["size"]["n_samples"]
+    eseed = cell["seed"] if opts.get("eval_seed") is None else opts["eval_seed"]
     teacher = TeacherSpec(**job["config"]["teacher"])
     keep = GRID_SAMPLES if cell["seed"] == opts["grid_seed"] else 0
     t0 = time.perf_counter()
-    tkey = ("teacher", model, cell["seed"], size["n_samples"])  # shared by every solver and NFE of a model and seed
-    if tkey not in _CACHE:
-        _CACHE[tkey] = teacher_samples(loaded, n_samples=size["n_samples"], seed=cell["seed"], teacher=teacher, device=dev)
-    table = evaluate(loaded, cell["solver"], cell["nfe"], learned, n_samples=size["n_samples"], seed=cell["seed"],
-                     metrics=opts["metrics"], teacher=teacher, scorer=_CACHE["scorer"], device=dev, keep_samples=keep,
-                     teacher_images=_CACHE[tkey])
+    tkey = ("teacher", model, eseed, n_samples)  # shared by every solver and NFE of a model and seed
+
+    def teacher_images() -> Tensor:
+        if tkey not in _CACHE:
+            _CACHE[tkey] = teacher_samples(loaded, n_samples=n_samples, seed=eseed, teacher=teacher, device=dev)
+        return _CACHE[tkey]
+
+    hkey = ("heuristics", model, cell["solver"], cell["nfe"], eseed, n_samples)
+    if hkey not in _CACHE and hkey in opts.get("known_rows", {}):
+        _CACHE[hkey] = opts["known_rows"][hkey]  # scored by an earlier process on the same noise
+    if opts.get("eval_seed") is not None and hkey in _CACHE and not keep:
+        t_steps, t_model = (torch.as_tensor(v, dtype=torch.float64) for v in learned)
+        images = generate(loaded, cell["solver"], t_steps, t_model, eval_seeds(eseed, n_samples), batch_size=256, device=dev)
+        ld3 = {"name": "ld3", "t_steps": t_steps.tolist(), "t_model": t_model.tolist(),
+               **_CACHE["scorer"].score(images, teacher_images() if "lpips_teacher" in opts["metrics"] else None)}
+        rows, timings = [ld3, *_CACHE[hkey]], {"ld3_only_s": time.perf_counter() - t0}
+    else:
+        table = evaluate(loaded, cell["solver"], cell["nfe"], learned, n_samples=n_samples, seed=eseed,
+                         metrics=opts["metrics"], teacher=teacher, scorer=_CACHE["scorer"], device=dev,
+                         keep_samples=keep, teacher_images=teacher_images())
+        rows, timings = table.rows, table.timings
+        _CACHE[hkey] = [r for r in rows if r["name"] != "ld3"]
+        if keep:
+            write_grid(table, Path(opts["grid_dir"]) / f"{model}_{cell['solver']}_nfe{cell['nfe']}.png")
     eval_s = time.perf_counter() - t0
-    if keep:
-        write_grid(table, Path(opts["grid_dir"]) / f"{model}_{cell['solver']}_nfe{cell['nfe']}.png")
-    return {**cell, **job, "eval_s": eval_s, "eval_timings": table.timings, "rows": table.rows, "device": dev}
+    return {**cell, **job, "eval_s": eval_s, "eval_seed": eseed, "eval_timings": timings, "rows": rows, "device": dev}
 
 
 def write_grid(table, path: Path) -> None:
@@ -369,6 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--tag", help="file name stem (default quality_models, quality_models_quick with --quick)")
     p.add_argument("--report", nargs="+", help="only rebuild the report from these JSONL files")
+    p.add_argument("--eval-seed", type=int,
+                   help="one evaluation noise set (this seed's) for every cell: heuristics are sampled once per "
+                        "(model, solver, NFE) and the seeds vary only the LD3 job (default: each cell's own seed)")
+    p.add_argument("--grid-seed", type=int, help="the seed whose cells write sample grids (default: the first)")
     p.add_argument("--rescore", metavar="JSONL",
                    help="no training: score the learned schedules of this earlier run again, next to every "
                         "heuristic, on --n-samples fresh samples (the filters above pick the cells)")
@@ -398,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = {"device": args.device, "threads": args.threads, "model_root": args.model_root, "loss": args.loss,
             "metrics": ("fd_digits",) + (() if args.no_lpips else ("lpips_teacher",)) + (("fid",) if args.fid else ()),
             "size": size,
-            "grid_seed": args.seeds[0], "grid_dir": str(out / tag)}
+            "grid_seed": args.seeds[0] if args.grid_seed is None else args.grid_seed, "eval_seed": args.eval_seed, "grid_dir": str(out / tag)}
     jsonl = out / f"{tag}.jsonl"
     # Seed-major, then NFE: the first seed of every model at NFE 4 (the target) comes first, and
     # a run cut short covers the grid once before any second seed.
@@ -415,11 +451,18 @@ def main(argv: list[str] | None = None) -> None:
         work = rescore_cell
 
     def same_run(c: dict[str, Any]) -> bool:
+        if c.get("eval_seed", c["seed"]) != (c["seed"] if args.eval_seed is None else args.eval_seed):
+            return False
         if args.rescore:
             return c.get("rescored_from") == Path(args.rescore).name and c["config_size"]["n_samples"] == size["n_samples"]
         return c.get("config_size") == size and c.get("loss") == args.loss and "rescored_from" not in c
 
+    if args.eval_seed is not None:  # a (model, solver, NFE) with all its seeds at once: later seeds are cheap
+        todo.sort(key=lambda c: (c["nfe"], c["model"], c["solver"], c["seed"]))
     done = {cell_key(c): c for c in read_jsonl(jsonl) if same_run(c)}
+    if args.eval_seed is not None:  # heuristics already scored on this noise: not sampled again
+        opts["known_rows"] = {("heuristics", c["model"], c["solver"], c["nfe"], c.get("eval_seed", c["seed"]), size["n_samples"]):
+                              [r for r in c["rows"] if r["name"] != "ld3"] for c in done.values()}
     todo = [c for c in todo if cell_key(c) not in done]
     cells = list(done.values())
     print(f"{len(todo)} cells to run ({len(done)} already in {jsonl}), {args.workers} worker(s) on {args.device}",

@@ -75,3 +75,37 @@ def test_rescore_requires_the_evaluation_size(tmp_path, capsys):
     with pytest.raises(SystemExit):
         qm.main(["--rescore", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)])
     assert "--n-samples" in capsys.readouterr().err
+
+
+def test_rescore_on_one_noise_set_scores_like_a_full_evaluation(tmp_path):
+    """--rescore --eval-seed: the second seed samples only its learned schedule; scoring a
+    heuristic's own times as "learned" must give that heuristic's figure on either path."""
+    import json
+
+    from ld3core.heuristics import heuristic
+    from worker.evaluate import read_catalog
+    from worker.loaders import load_model
+
+    loaded = load_model(read_catalog(qm.REPO / "models")["ddpm-digits"], qm.REPO / "models")
+    t = heuristic("time_quadratic", loaded.schedule, 4).tolist()
+    prev = tmp_path / "prev.jsonl"
+    with prev.open("w") as f:
+        for seed in (0, 1):
+            f.write(json.dumps({
+                "model": "ddpm-digits", "solver": "unipc", "nfe": 4, "seed": seed, "train_s": 1.0, "source": "ld3",
+                "best_heuristic_val": "time_quadratic", "job_timings": {}, "iterations": 0, "loss": "l2",
+                "config": {"teacher": {"solver": "unipc", "nfe": 6, "heuristic": "logsnr"}},
+                "config_size": dict(qm.QUICK), "rows": [{"name": "ld3", "t_steps": t, "t_model": t}]}) + "\n")
+    args = ["--rescore", str(prev), "--n-samples", "24", "--eval-seed", "0", "--models", "ddpm-digits",
+            "--solvers", "unipc", "--nfes", "4", "--seeds", "0", "1", "--no-lpips", "--out", str(tmp_path), "--tag", "r"]
+    qm.main(args)
+    cells = qm.read_jsonl(tmp_path / "r.jsonl")
+    assert [c["seed"] for c in cells] == [0, 1] and {c["eval_seed"] for c in cells} == {0}
+    assert "ld3_only_s" in cells[1]["eval_timings"] and "ld3_only_s" not in cells[0]["eval_timings"]
+    for c in cells:
+        rows = {r["name"]: r["fd_digits"] for r in c["rows"]}
+        assert rows["ld3"] == pytest.approx(rows["time_quadratic"], rel=1e-6)
+    assert [r for r in cells[0]["rows"] if r["name"] != "ld3"] == [r for r in cells[1]["rows"] if r["name"] != "ld3"]
+    assert cells[0]["config_size"]["n_samples"] == 24 and cells[0]["rescored_from"] == "prev.jsonl"
+    qm.main(args)  # a second run finds both cells done
+    assert len(qm.read_jsonl(tmp_path / "r.jsonl")) == 2
