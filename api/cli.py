@@ -121,13 +121,14 @@ class ProgressBar:
 
         pr = job["progress"]
         if job["state"] != self.state:
-            self.close()
+            # A phase seen running is complete once the job succeeds; a failed or cancelled one stays where it was.
+            self.close(completed=job["state"] == "succeeded")
             self.state = job["state"]
             print(f"job {job['id']}: {job['state']}", file=sys.stderr)
         if job["state"] != "running" or not pr.get("phase"):
             return
         if pr["phase"] != self.phase or self.bar is None:
-            self.close()
+            self.close(completed=True)  # the runner moved on: the previous phase finished between two polls
             self.phase = pr["phase"]
             self.bar = tqdm(total=pr["total"] or None, desc=pr["phase"], file=sys.stderr, leave=True)
         if pr["total"] and self.bar.total != pr["total"]:
@@ -141,8 +142,11 @@ class ProgressBar:
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
 
-    def close(self) -> None:
+    def close(self, completed: bool = False) -> None:
         if self.bar is not None:
+            if completed and self.bar.total:
+                self.bar.n = self.bar.total
+                self.bar.refresh()
             self.bar.close()
             self.bar = None
             self.phase = None
