@@ -20,7 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+import migrations  # the Alembic scripts' package: found from a checkout and from an installed wheel
+
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 # Deterministic constraint names: migrations can drop what they created, on every backend.
 NAMING_CONVENTION = {
