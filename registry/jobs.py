@@ -370,6 +370,23 @@ def retry_job(s: Session, job_id: str) -> JobRow:
     return job
 
 
+def prune_checkpoints(s: Session, *, older_than_s: float) -> list[str]:
+    """Delete the checkpoints of jobs that failed more than ``older_than_s`` ago (a failed job
+    keeps its checkpoint for ``retry_job`` meanwhile); each pruned job gets an event. Returns
+    their ids. A later retry of such a job starts over."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+    rows = s.execute(select(CheckpointRow.job_id, CheckpointRow.iteration).join(JobRow, JobRow.id == CheckpointRow.job_id)
+                     .where(JobRow.state == "failed", JobRow.finished_at < cutoff)
+                     .order_by(CheckpointRow.job_id)).all()
+    for job_id, iteration in rows:
+        s.execute(delete(CheckpointRow).where(CheckpointRow.job_id == job_id))
+        add_event(s, job_id, "checkpoint_pruned",
+                  f"checkpoint at iteration {iteration} deleted {older_than_s:g} s after the failure; a retry starts over",
+                  {"checkpoint_iteration": iteration})
+    s.flush()
+    return [job_id for job_id, _ in rows]
+
+
 def stale_jobs(s: Session, *, stale_after_s: float) -> list[JobRow]:
     """Running jobs whose heartbeat is older than ``stale_after_s`` (their worker is presumed dead)."""
     cutoff = utcnow() - dt.timedelta(seconds=stale_after_s)
@@ -387,5 +404,5 @@ __all__ = [
     "IdempotencyConflict", "JobNotFound", "JobStateError", "Lease", "job_fingerprint", "create_job", "get_job",
     "list_jobs", "job_events", "add_event", "request_cancel", "claim_job", "heartbeat", "update_progress",
     "release_job", "save_checkpoint", "load_checkpoint", "finish_success", "finish_failure", "finish_cancelled",
-    "retry_job", "stale_jobs", "queued_jobs",
+    "retry_job", "prune_checkpoints", "stale_jobs", "queued_jobs",
 ]

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(6 * 3600, gt=0)  # broker redelivery: above the longest job
     progress_every_s: float = Field(2.0, gt=0)  # worker: at most one progress write per interval
     checkpoint_every_s: float = Field(60.0, gt=0)  # worker: at most one checkpoint write per interval
+    checkpoint_retention_s: float = Field(7 * 86400.0, ge=0)  # a failed job's checkpoint, kept for a retry; 0: forever
     poll_interval_s: float = Field(2.0, gt=0)  # embedded runner: idle poll for queued jobs
     admin_key: str | None = None  # bootstrap admin API key
     auth_required: bool = True  # False only for the local embedded quickstart: every request has all scopes

@@ -24,7 +24,7 @@ FINISHED_STATES = ("succeeded", "failed", "cancelled")
 JOB_PHASES = ("teacher", "training", "evaluation")
 EVENT_KINDS = (
     "submitted", "started", "phase", "checkpoint", "resumed", "cancel_requested", "cancelled",
-    "succeeded", "failed", "requeued",
+    "succeeded", "failed", "requeued", "checkpoint_pruned",
 )
 SCHEDULE_EVENT_KINDS = ("created", "promoted")
 

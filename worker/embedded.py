@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,9 @@ from registry.db import session_scope
 from registry.settings import Settings
 
 from .queue import EmbeddedQueue
+from .reaper import prune_failed_checkpoints
+
+PRUNE_EVERY_S = 60.0  # idle: at most one pass over failed jobs' checkpoints per interval
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._adopt: list[str] = []  # jobs this runner's name held in a previous process
+        self._pruned_at = -PRUNE_EVERY_S  # monotonic time of the last checkpoint pruning
 
     def start(self) -> None:
         """Take over this runner's unfinished jobs, then start the thread."""
@@ -99,6 +104,9 @@ class EmbeddedRunner:
             try:
                 nxt = self.next_job()
                 if nxt is None:
+                    if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+                        self._pruned_at = time.monotonic()
+                        prune_failed_checkpoints(self.factory, settings.checkpoint_retention_s)
                     self.queue.wake.wait(settings.poll_interval_s)
                     continue
                 job_id, stale_after = nxt

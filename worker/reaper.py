@@ -56,8 +56,20 @@ def requeue_orphans(
     return done
 
 
+def prune_failed_checkpoints(factory: sessionmaker[Session], retention_s: float) -> list[str]:
+    """Delete the checkpoints of jobs failed more than ``retention_s`` ago (0: keep them all)."""
+    if retention_s <= 0:
+        return []
+    with session_scope(factory) as s:
+        pruned = q.prune_checkpoints(s, older_than_s=retention_s)
+    for job_id in pruned:
+        log.info("job %s: checkpoint pruned %g s after its failure", job_id, retention_s)
+    return pruned
+
+
 class Reaper:
-    """Calls ``requeue_orphans`` every ``every_s`` seconds from a daemon thread, the first time at once.
+    """Calls ``requeue_orphans`` (and ``prune_failed_checkpoints`` with ``checkpoint_retention_s``)
+    every ``every_s`` seconds from a daemon thread, the first time at once.
 
     A job it re-enqueued is not sent again for ``resend_after_s`` (default: the larger of
     ``stale_after_s`` and a minute): between a worker taking the message and its claim (the
@@ -65,8 +77,10 @@ class Reaper:
     """
 
     def __init__(self, factory: sessionmaker[Session], queue: JobQueue, *, stale_after_s: float, every_s: float,
-                 pending: Callable[[], set[str] | None], resend_after_s: float | None = None) -> None:
+                 pending: Callable[[], set[str] | None], resend_after_s: float | None = None,
+                 checkpoint_retention_s: float = 0.0) -> None:
         self.factory, self.queue, self.stale_after_s, self.every_s = factory, queue, stale_after_s, every_s
+        self.checkpoint_retention_s = checkpoint_retention_s
         self.pending = pending
         self.resend_after_s = max(stale_after_s, 60.0) if resend_after_s is None else resend_after_s
         self._sent: dict[str, float] = {}  # job id -> when this reaper last enqueued it (monotonic)
@@ -88,6 +102,7 @@ class Reaper:
             pending = pending | set(self._sent)
         done = requeue_orphans(self.factory, self.queue, stale_after_s=self.stale_after_s, pending=pending)
         self._sent.update((j, now) for j in done)
+        prune_failed_checkpoints(self.factory, self.checkpoint_retention_s)
         return done
 
     def _loop(self) -> None:

@@ -84,7 +84,8 @@ def _start_reaper(sender: object = None, **_: object) -> None:
     settings, factory = context()
     queue = CeleryQueue(app)
     every = max(1.0, min(settings.stale_after_s / 2, 60.0))
-    Reaper(factory, queue, stale_after_s=settings.stale_after_s, every_s=every, pending=queue.pending_job_ids).start()
+    Reaper(factory, queue, stale_after_s=settings.stale_after_s, every_s=every, pending=queue.pending_job_ids,
+           checkpoint_retention_s=settings.checkpoint_retention_s).start()
 
 
 @signals.worker_shutting_down.connect

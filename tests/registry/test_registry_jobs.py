@@ -350,3 +350,37 @@ def test_list_jobs_filters_and_pages(db):
             q.list_jobs(s, state="done")
         with pytest.raises(ValueError, match="kind: unknown event kind"):
             q.add_event(s, a, "exploded", "")
+
+
+def _fail_with_checkpoint(db, seed, *, failed_s_ago):
+    job_id, _ = create(db, body(seed=seed))
+    claim(db, job_id, "w1")
+    with session_scope(db) as s:
+        q.save_checkpoint(s, job_id, iteration=seed, data=b"state")
+        q.finish_failure(s, job_id, reason="boom", worker="w1")
+        s.execute(update(JobRow).where(JobRow.id == job_id)
+                  .values(finished_at=utcnow() - dt.timedelta(seconds=failed_s_ago)))
+    return job_id
+
+
+def test_prune_checkpoints_deletes_only_old_failures(db):
+    old = _fail_with_checkpoint(db, 11, failed_s_ago=3600)
+    recent = _fail_with_checkpoint(db, 12, failed_s_ago=10)
+    running, _ = create(db, body(seed=13))
+    claim(db, running, "w2")
+    with session_scope(db) as s:
+        q.save_checkpoint(s, running, iteration=5, data=b"live")
+        s.execute(update(JobRow).where(JobRow.id == running).values(created_at=utcnow() - dt.timedelta(days=30)))
+    with session_scope(db) as s:
+        assert q.prune_checkpoints(s, older_than_s=600) == [old]
+    with session_scope(db) as s:
+        assert q.load_checkpoint(s, old) is None
+        assert q.load_checkpoint(s, recent).iteration == 12
+        assert q.load_checkpoint(s, running).iteration == 5
+        last = q.job_events(s, old)[-1]
+        assert last.kind == "checkpoint_pruned" and "iteration 11" in last.message and "starts over" in last.message
+        assert last.data == {"checkpoint_iteration": 11}
+        assert q.prune_checkpoints(s, older_than_s=600) == []  # nothing left to prune, no second event
+    with session_scope(db) as s:
+        row = q.retry_job(s, old)
+        assert row.state == "queued" and "no checkpoint: it starts over" in q.job_events(s, old)[-1].message

@@ -34,3 +34,12 @@ def test_admin_key_accepts_a_random_one():
 def test_stale_must_exceed_heartbeats():
     with pytest.raises(ValidationError, match="stale_after_s"):
         Settings(heartbeat_s=10, stale_after_s=15)
+
+
+def test_checkpoint_retention_defaults_to_a_week_and_refuses_negatives(monkeypatch):
+    monkeypatch.delenv("LD3_CHECKPOINT_RETENTION_S", raising=False)
+    assert Settings().checkpoint_retention_s == 7 * 86400
+    monkeypatch.setenv("LD3_CHECKPOINT_RETENTION_S", "0")
+    assert Settings().checkpoint_retention_s == 0  # keep forever
+    with pytest.raises(ValidationError, match="checkpoint_retention_s"):
+        Settings(checkpoint_retention_s=-1)

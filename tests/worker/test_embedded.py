@@ -86,3 +86,14 @@ def test_start_takes_over_the_jobs_a_crashed_previous_process_held(sqlite_factor
     wait_for(lambda: _state(sqlite_factory, theirs) == "succeeded", 60, "the stale job to be taken over")
     row = job(sqlite_factory, theirs)
     assert row.attempts == 2 and row.worker == embedded_worker_name()
+
+
+def test_an_idle_runner_prunes_old_failed_checkpoints(sqlite_factory, sqlite_url, runners):
+    from worker_support import failed_with_checkpoint
+
+    old = failed_with_checkpoint(sqlite_factory, failed_s_ago=3600, seed=31)
+    recent = failed_with_checkpoint(sqlite_factory, failed_s_ago=1, seed=32)
+    _start(runners, sqlite_factory, sqlite_url, checkpoint_retention_s=600)
+    wait_for(lambda: checkpoint_iteration(sqlite_factory, old) is None, 10, "the old checkpoint to be pruned")
+    assert checkpoint_iteration(sqlite_factory, recent) == 3
+    assert events(sqlite_factory, old)[-1][0] == "checkpoint_pruned"

@@ -66,3 +66,21 @@ def test_the_reaper_does_not_resend_a_job_whose_message_was_just_taken(factory, 
     assert reaper.run_once() == []
     time.sleep(0.6)  # longer than resend_after_s: the message is presumed lost
     assert reaper.run_once() == [job_id]
+
+
+def test_the_reaper_prunes_checkpoints_of_old_failures_only_when_asked(factory, celery_queue):
+    from worker_support import failed_with_checkpoint
+
+    old = failed_with_checkpoint(factory, failed_s_ago=3600, seed=21)
+    recent = failed_with_checkpoint(factory, failed_s_ago=5, seed=22)
+    keep_all = Reaper(factory, celery_queue, stale_after_s=60, every_s=60, pending=celery_queue.pending_job_ids)
+    keep_all.run_once()  # checkpoint_retention_s defaults to 0: nothing is pruned
+    with session_scope(factory) as s:
+        assert q.load_checkpoint(s, old) is not None
+    reaper = Reaper(factory, celery_queue, stale_after_s=60, every_s=60, pending=celery_queue.pending_job_ids,
+                    checkpoint_retention_s=600)
+    assert reaper.run_once() == []  # nothing to re-enqueue: failed jobs stay failed
+    with session_scope(factory) as s:
+        assert q.load_checkpoint(s, old) is None and q.load_checkpoint(s, recent) is not None
+        assert q.get_job(s, old).state == "failed"
+    assert events(factory, old)[-1][0] == "checkpoint_pruned"

@@ -84,3 +84,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
             return value
         time.sleep(every)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def failed_with_checkpoint(factory: sessionmaker[Session], *, failed_s_ago: float, **options: Any) -> str:
+    """A job that failed ``failed_s_ago`` seconds ago and kept its checkpoint (iteration 3)."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from registry.db import utcnow
+
+    job_id = submit(factory, **options)
+    with session_scope(factory) as s:
+        q.claim_job(s, job_id, worker="w-dead", stale_after_s=60.0)
+        q.save_checkpoint(s, job_id, iteration=3, data=b"state")
+        q.finish_failure(s, job_id, reason="boom", worker="w-dead")
+        s.execute(update(JobRow).where(JobRow.id == job_id)
+                  .values(finished_at=utcnow() - dt.timedelta(seconds=failed_s_ago)))
+    return job_id
