@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-seed", type=int,
                    help="one evaluation noise set (this seed's) for every cell: heuristics are sampled once per "
                         "(model, solver, NFE) and the seeds vary only the LD3 job (default: each cell's own seed)")
+    p.add_argument("--heuristic-rows-from", nargs="+", metavar="JSONL",
+                   help="with --eval-seed: reuse the heuristic and teacher rows of these runs' cells scored on the "
+                        "same noise and sample count (they are the same numbers; sampling them again costs)")
     p.add_argument("--grid-seed", type=int, help="the seed whose cells write sample grids (default: the first)")
     p.add_argument("--rescore", metavar="JSONL",
                    help="no training: score the learned schedules of this earlier run again, next to every "
@@ -460,9 +463,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.eval_seed is not None:  # a (model, solver, NFE) with all its seeds at once: later seeds are cheap
         todo.sort(key=lambda c: (c["nfe"], c["model"], c["solver"], c["seed"]))
     done = {cell_key(c): c for c in read_jsonl(jsonl) if same_run(c)}
-    if args.eval_seed is not None:  # heuristics already scored on this noise: not sampled again
-        opts["known_rows"] = {("heuristics", c["model"], c["solver"], c["nfe"], c.get("eval_seed", c["seed"]), size["n_samples"]):
-                              [r for r in c["rows"] if r["name"] != "ld3"] for c in done.values()}
+    if args.eval_seed is not None:  # heuristics already scored on this noise (and teacher): not sampled again
+        scored = list(done.values()) + [c for f in args.heuristic_rows_from or [] for c in read_jsonl(Path(f))]
+        opts["known_rows"] = {
+            ("heuristics", c["model"], c["solver"], c["nfe"], args.eval_seed, size["n_samples"]):
+            [r for r in c["rows"] if r["name"] != "ld3"] for c in scored
+            if c.get("eval_seed", c["seed"]) == args.eval_seed and c["config_size"]["n_samples"] == size["n_samples"]
+            and c["config"]["teacher"]["nfe"] == size["teacher_nfe"]}
     todo = [c for c in todo if cell_key(c) not in done]
     cells = list(done.values())
     print(f"{len(todo)} cells to run ({len(done)} already in {jsonl}), {args.workers} worker(s) on {args.device}",
