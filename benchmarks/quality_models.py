@@ -31,9 +31,10 @@ App. B.1.2: 2 + 3 epochs and its learning rates).
     python benchmarks/quality_models.py --rescore benchmarks/results/quality_models_cpu.jsonl --size cpu \
         --n-samples 2000 --eval-seed 0 --no-lpips --threads 2 --tag quality_models_cpu_n2000
 
-FD is biased upwards by a finite sample, by more than the gaps between schedules at 400
-samples (ddpm-digits' teacher: 72.8 at 400, 26.9 at 1000, 22.8 at 2000 samples), which hides
-most of any cut; --rescore measures again at a size where it does not, without training again.
+FD is biased upwards by a finite sample, at 400 samples by more than the gaps between
+schedules (ddpm-digits' teacher: 61.3 ± 9.8 over 3 seeds at 400 samples in
+``results/quality_models_cpu.md``, 22.8 at 2000 in ``results/quality_models_cpu_n2000.md``),
+which hides most of any cut; --rescore measures again at a larger size without training again.
 """
 
 from __future__ import annotations
@@ -338,10 +339,14 @@ def report(cells: list[dict[str, Any]]) -> str:
                 continue
             teach = [x for v in summ.values() for x in v["values"].get("teacher", [])]
             name = {"fd_digits": "FD-digits", "fid": "FID"}[metric]
+            eval_seeds = {c.get("eval_seed", c["seed"]) for c in mc}
+            noise = (f"one evaluation noise set (seed {min(eval_seeds)}) for every cell: the seeds vary the LD3 job "
+                     f"only, the heuristics and the teacher are one measurement"
+                     if len(eval_seeds) == 1 and len({c["seed"] for c in mc}) > 1
+                     else "the same noise for every schedule of a seed")
             lines.append(f"{name}, mean ± std over seeds ({mc[0]['config_size']['n_samples']} samples per schedule, "
-                         f"the same noise for every schedule of a seed). Teacher (UniPC, NFE "
-                         f"{mc[0]['config']['teacher']['nfe']}): {_ms(teach)}. LD3 job s: wall time of run_job "
-                         f"(teacher pairs, training, test guard).\n")
+                         f"{noise}). Teacher (UniPC, NFE {mc[0]['config']['teacher']['nfe']}): {_ms(sorted(set(teach)) if len(set(teach)) == 1 else teach)}. "
+                         f"LD3 job s: wall time of run_job (teacher pairs, training, test guard).\n")
             lines.append("| solver | NFE | " + " | ".join(HEURISTICS) + " | LD3 | best heuristic | LD3 cut | teacher's cut | served cut | "
                          "LPIPS to teacher: best heur. / LD3 | LD3 job s | guard returned LD3 |")
             lines.append("|---|---|" + "---|" * len(HEURISTICS) + "---|---|---|---|---|---|---|---|")
