@@ -276,17 +276,18 @@ def target_check(summary: dict[tuple, dict[str, Any]]) -> list[str]:
         by_ms[(m, s)][n] = v
     for (m, s), per in sorted(by_ms.items()):
         cut_ok = [n for n in TARGET_NFES if n in per and per[n]["cut"] >= TARGET_CUT]
-        missing = [n for n in TARGET_NFES if n not in per]
+        missing = [n for n in NFES if n not in per]  # "never worse at any NFE": every NFE of the grid
         worse = [n for n, v in sorted(per.items()) if v["cut"] < 0]
         noisy_worse = [n for n, v in sorted(per.items()) if worse_beyond_noise(v["seed_cuts"])]
         bound = [n for n in TARGET_NFES if n in per and per[n]["headroom"] is not None and per[n]["headroom"] < TARGET_CUT]
-        ok = not missing and len(cut_ok) == len(TARGET_NFES) and not worse
+        holds = len(cut_ok) == len(TARGET_NFES) and not worse
+        verdict = "FAIL" if not holds else "INCOMPLETE" if missing else "PASS"
         cuts = ", ".join(f"NFE {n}: {v['cut'] * 100:+.0f}%" for n, v in sorted(per.items()))
         notes = ([f"worse at NFE {worse}"] if worse else []) + ([f"NFE {missing} not run"] if missing else [])
         notes += [f"worse beyond seed noise at NFE {noisy_worse}" if noisy_worse else "nowhere worse beyond seed noise"]
         if bound:
             notes.append(f"teacher's own cut under 30% at NFE {bound}")
-        lines.append(f"- {m} / {s}: {'PASS' if ok else 'FAIL'} (FD cut vs best heuristic: {cuts}; " + "; ".join(notes) + ")")
+        lines.append(f"- {m} / {s}: {verdict} (FD cut vs best heuristic: {cuts}; " + "; ".join(notes) + ")")
     return lines
 
 

@@ -58,8 +58,11 @@ def test_target_check_reads_cut_noise_and_headroom():
     assert "teacher's own cut under 30% at NFE [5]" in line
 
 
-def test_target_check_passes_when_every_nfe_holds():
+def test_target_check_passes_only_when_every_nfe_ran_and_holds():
     cells = [cell(sd, 50.0 + sd, (100.0, 120.0, 200.0, 300.0), 20.0, nfe=n) for sd in range(3) for n in (4, 5)]
+    (line,) = qm.target_check(qm.summarize(cells))
+    assert line.startswith("- m / unipc: INCOMPLETE") and "NFE [6, 7, 8] not run" in line
+    cells += [cell(sd, 90.0, (100.0, 120.0, 200.0, 300.0), 20.0, nfe=n) for sd in range(3) for n in (6, 7, 8)]
     (line,) = qm.target_check(qm.summarize(cells))
     assert line.startswith("- m / unipc: PASS") and "nowhere worse beyond seed noise" in line
 
