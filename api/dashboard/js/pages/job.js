@@ -64,7 +64,7 @@ async function scheduleSection(el, job) {
     h("p", {}, h("a", { href: link, id: "schedule-link" }, `schedule ${v.model} / ${v.solver} / NFE ${v.nfe}, version ${v.version}`),
       v.active ? h("span", { class: "badge succeeded" }, "active") : null,
       " · API: ", h("code", {}, `GET ${apiPath}`)),
-    h("p", { class: "muted" }, `${v.time_space}; served: ${v.source}; gain over the best heuristic: ${fmtGain(g)}`,
+    h("p", { class: "muted" }, `${v.time_space}; served: ${v.source}; test loss vs the best heuristic: ${fmtGain(g)}`,
       plot.note ? ` — ${plot.note}` : ""),
     canvas,
     h("h2", {}, "Quality on held-out pairs"),

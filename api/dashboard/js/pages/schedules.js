@@ -43,7 +43,7 @@ function historyTable(versions, ctx, onPromote) {
   const admin = can(ctx.me, "admin");
   const active = versions.find((v) => v.active);
   return h("table", { class: "history", id: "history" },
-    h("thead", {}, h("tr", {}, ["version", "created", "source", "val loss", "gain vs best heuristic", "job", "", ""].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ["version", "created", "source", "val loss", "test loss vs best heuristic", "job", "", ""].map((c) => h("th", {}, c)))),
     h("tbody", {}, versions.slice().reverse().map((v) => {
       const g = qualityGain(v.quality);
       const action = !admin || v.active ? null : h("button", {
