@@ -20,8 +20,8 @@ trained on photographs says little about 16 px digits; measured, it lost: at the
 NFE 4, LPIPS-trained schedules had the lower FD-digits in 8 of 10 paired cells
 (``results/quality_models_cpu_l2_n2000.jsonl`` against ``quality_models_cpu_n2000.jsonl``).
 50 train / 50 validation / 100 test pairs from a UniPC NFE-20 logSNR teacher, 3 heuristic
-starts side by side, the paper's recipe (``prepare_job``: pixel, App. B.1.1: 2 + 5 epochs = 175 iterations at batch 2; latent,
-App. B.1.2: 2 + 3 epochs and its learning rates).
+starts side by side, the paper's recipe (``prepare_job``: pixel, App. B.1.1: 2 + 5 epochs =
+175 iterations at batch 2; latent, App. B.1.2: 2 + 3 epochs and its learning rates).
 
     python benchmarks/quality_models.py --quick                                    # CPU smoke test
     python benchmarks/quality_models.py --device cuda --workers 16 [--fid]         # the full grid
@@ -216,10 +216,6 @@ def _ms(v: list[float], fmt: str = ".3f") -> str:
     return f"{statistics.mean(v):{fmt}}" + (f" ± {statistics.stdev(v):{fmt}}" if len(v) > 1 else "")
 
 
-# One-sided 95% Student t quantiles by degrees of freedom (seeds - 1): "worse beyond seed noise".
-T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015}
-
-
 def summarize(cells: list[dict[str, Any]], metric: str = "fd_digits") -> dict[tuple, dict[str, Any]]:
     """Per (model, solver, NFE): each schedule's values over seeds, the best heuristic (lowest
     mean), LD3's cut of it (of the means, and per seed: paired, the same noise), the headroom
@@ -262,8 +258,10 @@ def worse_beyond_noise(seed_cuts: list[float]) -> bool:
     n = len(seed_cuts)
     if n < 2:
         return False
+    from scipy.stats import t
+
     sem = statistics.stdev(seed_cuts) / n**0.5
-    return statistics.mean(seed_cuts) + T95.get(n - 1, 1.645) * sem < 0
+    return statistics.mean(seed_cuts) + float(t.ppf(0.95, n - 1)) * sem < 0
 
 
 def target_check(summary: dict[tuple, dict[str, Any]]) -> list[str]:
@@ -346,7 +344,7 @@ def report(cells: list[dict[str, Any]]) -> str:
                      if len(eval_seeds) == 1 and len({c["seed"] for c in mc}) > 1
                      else "the same noise for every schedule of a seed")
             lines.append(f"{name}, mean ± std over seeds ({mc[0]['config_size']['n_samples']} samples per schedule, "
-                         f"{noise}). Teacher (UniPC, NFE {mc[0]['config']['teacher']['nfe']}): {_ms(sorted(set(teach)) if len(set(teach)) == 1 else teach)}. "
+                         f"{noise}). Teacher (UniPC, NFE {mc[0]['config']['teacher']['nfe']}): {_ms(teach[:1] if len(set(teach)) == 1 else teach)}. "
                          f"LD3 job s: wall time of run_job (teacher pairs, training, test guard).\n")
             lines.append("| solver | NFE | " + " | ".join(HEURISTICS) + " | LD3 | best heuristic | LD3 cut | teacher's cut | served cut | "
                          "LPIPS to teacher: best heur. / LD3 | LD3 job s | guard returned LD3 |")
@@ -449,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
     # a run cut short covers the grid once before any second seed.
     todo = [{"model": m, "solver": s, "nfe": n, "seed": sd} for sd in args.seeds for n in args.nfes
             for m in models for s in args.solvers]
-    work, prev = run_cell, {}
+    work = run_cell
     if args.rescore:
         if not args.n_samples:
             p.error("--rescore: give --n-samples, the evaluation size to score again at")
