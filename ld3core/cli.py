@@ -73,7 +73,7 @@ class _Bar:
             self.bar = tqdm(total=p.total, desc=p.phase, file=sys.stderr, leave=True)
         self.bar.n = p.iteration
         if p.best is not None:
-            self.bar.set_postfix(val=f"{p.val_hard:.4g}" if p.val_hard is not None else "-", best=f"{p.best:.4g}")
+            self.bar.set_postfix(val=f"{p.val:.4g}" if p.val is not None else "-", best=f"{p.best:.4g}")
         self.bar.refresh()
 
     def close(self) -> None:

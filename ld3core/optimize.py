@@ -39,6 +39,7 @@ class JobConfig:
     n_val: int = 50
     n_test: int = 100
     starts: int = 3  # best heuristics (on validation) trained side by side
+    init: str = "best"  # "best": the ``starts`` best heuristics; a heuristic's name: that one alone (authors: time_uniform)
     guard_z: float = 1.645  # LD3 is returned if mean + z * sem of its paired test-loss difference < 0
     heuristics: tuple[str, ...] = tuple(HEURISTICS)
     batch_size: int = 64  # teacher and evaluation batches
@@ -50,6 +51,8 @@ class JobConfig:
         unknown = [h for h in self.heuristics if h not in HEURISTICS]
         if unknown or not self.heuristics:
             raise ValueError(f"heuristics: unknown {unknown}; known: {sorted(HEURISTICS)}")
+        if self.init != "best" and self.init not in self.heuristics:
+            raise ValueError(f"init: 'best' or one of the job's heuristics {list(self.heuristics)}; got {self.init!r}")
         if not self.guard_z >= 0:
             raise ValueError("guard_z: must be >= 0")
         if self.n_train < self.ld3.batch_size:
@@ -191,7 +194,7 @@ def run_job(
     val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size).mean())
              for h, t in cands.items()}
     ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
-    chosen = ranked[: cfg.starts]
+    chosen = ranked[: cfg.starts] if cfg.init == "best" else [cfg.init]
     timings["init_s"] = _clock(device) - t0
 
     tr = train(denoiser, splits["train"], splits["val"], torch.stack([cands[h] for h in chosen]), ld3, loss_fn,

@@ -6,7 +6,16 @@ iteration and per start: loss = d(Psi_xi(x'_T), Psi_*(x_T)) on a batch (each sam
 own condition when the pairs carry conditions); RMSprop on xi,
 SGD on xi^c (phase 2 only), SGD on x'_T then projection onto ||x'_T - x_T|| <= r sigma_T.
 Validation (hard loss from x_T, soft loss from the moved validation x'_T) runs every
-``val_every`` iterations, batched, and drives reduce-on-plateau and the best checkpoint.
+``val_every`` iterations, batched, and drives reduce-on-plateau and the best checkpoint
+(selected on ``select_on``; the other loss is computed at epoch ends and for the result).
+
+The authors' trainer does three more things, each a switch here so that it can be measured:
+``restore`` (after ``patience`` iterations without improvement, and at every epoch start, go
+back to the best state: xi, xi^c and, on a plateau, the validation x'_T of that moment; then
+decay; their trainer also reloads the training x'_T, but overwrites them at the epoch's end
+with the ones it moved meanwhile, so in effect it keeps them, as we do), ``accept_moves`` (a moved x'_T is kept only where that pair's loss fell, and lr_x
+halves after an epoch in which no validation x'_T moved), and a single time-uniform start
+(``JobConfig.init``).
 
 The loop does no I/O. It reports through ``on_progress``, hands a serialisable state to
 ``on_checkpoint`` at every validation, polls ``should_stop`` every iteration, and resumes
@@ -47,6 +56,7 @@ class Progress:
     best: float | None = None  # best validation loss so far (selection metric)
     elapsed_s: float = 0.0
     eta_s: float | None = None
+    val: float | None = None  # best start's current validation loss on the selection metric
 
 
 @dataclass
@@ -67,6 +77,9 @@ class TrainResult:
 def radius(cfg: LD3Config, sample_numel: int, sigma_T: float) -> float:
     """||x'_T - x_T|| bound: r sigma_T with r = gamma d / NFE^2 (App. B.1)."""
     return cfg.gamma * sample_numel / cfg.nfe**2 * sigma_T
+
+
+STATE_TENSORS = ("xi", "xic", "x_train", "x_val", "lr_xi", "lr_xic", "lr_x", "best_xi", "best_xic", "best_x_val")
 
 
 class _Run:
@@ -95,6 +108,7 @@ class _Run:
         self.lr_xic = torch.full((k,), cfg.lr_xic / cfg.nfe, dtype=torch.float64, device=dev)
         self.lr_x = torch.full((k,), cfg.lr_x / cfg.nfe, dtype=train.x_T.dtype, device=dev)
         self.best_xi, self.best_xic = self.xi.clone(), self.xic.clone()
+        self.best_x_val = self.x_val.clone()  # the validation x'_T the best soft loss was measured on
         self.best = [math.inf] * k
         self.best_losses = [(math.inf, math.inf)] * k
         self.last_improve = [0] * k
@@ -137,7 +151,8 @@ class _Run:
         xp = self.x_train[:, idx].detach().requires_grad_(cfg.soft)
         t, tc = self.times(xi, xic)
         cond = None if self.train.cond is None else self.train.cond[idx]
-        loss = self.losses(self.solve(xp, t, tc, cond), self.train.x_0[idx]).mean(1)  # (K,)
+        per = self.losses(self.solve(xp, t, tc, cond), self.train.x_0[idx])  # (K, batch)
+        loss = per.mean(1)  # (K,)
         loss.sum().backward()  # starts are independent: each row gets its own gradient
         grads = [g for g in (xi.grad, xic.grad, xp.grad) if g is not None]
         ok = finite_rows(loss[:, None], *grads)
@@ -152,9 +167,21 @@ class _Run:
             self.xic = project_xic(xic_new, times_from_xi(self.xi, self.sch, cfg.mode), self.sch, cfg.mode)
         # Soft teacher forcing: SGD on x'_T, projected onto the r-ball around x_T.
         if xp.grad is not None:
-            moved = sgd_step(xp.detach(), xp.grad, self.lr_x, ok)
-            self.x_train[:, idx] = project_ball(moved, self.train.x_T[idx], self.r, self.sample_ndim)
+            moved = project_ball(sgd_step(xp.detach(), xp.grad, self.lr_x, ok), self.train.x_T[idx], self.r, self.sample_ndim)
+            if cfg.accept_moves:
+                moved = self._accepted(moved, xp.detach(), per.detach(), self.train.x_0[idx], cond)[0]
+            self.x_train[:, idx] = moved
         self.iteration += 1
+
+    @torch.no_grad()
+    def _accepted(self, moved: Tensor, old: Tensor, old_loss: Tensor, target: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The authors' acceptance: per start and sample, the moved x'_T where its loss under the
+        current parameters is below ``old_loss`` (the loss before the step), else the old one.
+        Returns the kept latents and the (K, n) mask of moves kept."""
+        t, tc = self.times(self.xi, self.xic)
+        new_loss = self._chunked(moved, t, tc, target, cond, grad=False)[0]
+        keep = new_loss < old_loss
+        return torch.where(keep.reshape(keep.shape + (1,) * self.sample_ndim), moved, old), keep
 
     def _chunked(
         self, x: Tensor, t: Tensor, tc: Tensor, target: Tensor, cond: Tensor | None, grad: bool
@@ -185,30 +212,61 @@ class _Run:
         if not self.cfg.soft:
             return
         t, tc = self.times(self.xi, self.xic)
-        _, g = self._chunked(self.x_val, t.detach(), tc.detach(), self.val.x_0, self.val.cond, grad=True)
+        lo, g = self._chunked(self.x_val, t.detach(), tc.detach(), self.val.x_0, self.val.cond, grad=True)
         ok = finite_rows(g)
-        moved = sgd_step(self.x_val, g, self.lr_x, ok)
-        self.x_val = project_ball(moved, self.val.x_T.unsqueeze(0), self.r, self.sample_ndim)
+        moved = project_ball(sgd_step(self.x_val, g, self.lr_x, ok), self.val.x_T.unsqueeze(0), self.r, self.sample_ndim)
+        if not self.cfg.accept_moves:
+            self.x_val = moved
+            return
+        self.x_val, keep = self._accepted(moved, self.x_val, lo, self.val.x_0, self.val.cond)
+        # An epoch in which no validation latent moved halves that start's latent step.
+        self.lr_x = torch.where(keep.any(1), self.lr_x, self.lr_x * 0.5)
+
+    def measure_best(self) -> None:
+        """Fill in the validation loss that selection did not compute at each start's best state
+        (hard from x_T, soft from the validation x'_T of that moment)."""
+        if not any(math.isnan(v) for b in self.best_losses for v in b):
+            return
+        hard, soft = self.validate(True, self.best_xi, self.best_xic, self.best_x_val)
+        assert hard is not None and soft is not None
+        self.best_losses = [(h if math.isnan(b[0]) else b[0], s if math.isnan(b[1]) else b[1])
+                            for b, h, s in zip(self.best_losses, hard, soft)]
+
+    def restore_best_times(self) -> None:
+        """Epoch start with ``restore``: every start continues from its best xi and xi^c."""
+        self.xi, self.xic = self.best_xi.clone(), self.best_xic.clone()
+        self.last_improve = [self.iteration] * self.K
 
     @torch.no_grad()
-    def validate(self) -> tuple[list[float], list[float]]:
-        """Hard (from x_T) and soft (from the moved x'_T) validation losses, in one batched pass."""
-        t, tc = self.times(self.xi, self.xic)
+    def validate(self, full: bool = True, xi: Tensor | None = None, xic: Tensor | None = None,
+                 x_val: Tensor | None = None) -> tuple[list[float] | None, list[float] | None]:
+        """Hard (from x_T) and soft (from the moved x'_T) validation losses, in one batched pass;
+        ``full=False`` computes only the selection loss (the other is None). ``xi``, ``xic``,
+        ``x_val`` default to the current state."""
+        xi, xic = (self.xi if xi is None else xi), (self.xic if xic is None else xic)
+        x_val = self.x_val if x_val is None else x_val
+        t, tc = self.times(xi, xic)
         x_hard = self.val.x_T.unsqueeze(0).expand(self.K, *self.val.x_T.shape)
         if not self.cfg.soft:
             hard = self._chunked(x_hard, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1).tolist()
             return hard, hard
+        if not full:
+            x = x_hard if self.cfg.select_on == "hard" else x_val
+            one = self._chunked(x, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1).tolist()
+            return (one, None) if self.cfg.select_on == "hard" else (None, one)
         cond = None if self.val.cond is None else torch.cat([self.val.cond, self.val.cond])
-        both = self._chunked(torch.cat([x_hard, self.x_val], 1), t, tc, self.val.x_0.repeat(2, *[1] * (self.val.x_0.ndim - 1)),
+        both = self._chunked(torch.cat([x_hard, x_val], 1), t, tc, self.val.x_0.repeat(2, *[1] * (self.val.x_0.ndim - 1)),
                              cond, grad=False)[0]
         n = len(self.val)
         return both[:, :n].mean(1).tolist(), both[:, n:].mean(1).tolist()
 
-    def after_validation(self, hard: list[float], soft: list[float]) -> None:
-        """Best checkpoint, reduce-on-plateau, non-finite recovery; one history row."""
+    def after_validation(self, hard: list[float] | None, soft: list[float] | None) -> None:
+        """Best checkpoint, reduce-on-plateau (with ``restore``: back to the best state first),
+        non-finite recovery; one history row. ``hard`` or ``soft`` may be None (not computed)."""
         cfg = self.cfg
         bad = self.bad.tolist()
-        metric = hard if cfg.select_on == "hard" else soft
+        metric = hard if cfg.select_on == "hard" or not cfg.soft else soft
+        assert metric is not None
         for k in range(self.K):
             if bad[k] or not math.isfinite(metric[k]):
                 # Restore the best state with fresh optimizer state (a NaN poisons RMSprop).
@@ -218,10 +276,15 @@ class _Run:
                 self.restores += 1
                 continue
             if metric[k] < self.best[k]:
-                self.best[k], self.best_losses[k] = metric[k], (hard[k], soft[k])
+                self.best[k] = metric[k]
+                self.best_losses[k] = (hard[k] if hard else math.nan, soft[k] if soft else math.nan)
                 self.best_xi[k], self.best_xic[k] = self.xi[k].clone(), self.xic[k].clone()
+                self.best_x_val[k] = self.x_val[k].clone()
                 self.last_improve[k] = self.iteration
             elif self.iteration - self.last_improve[k] >= cfg.patience:
+                if cfg.restore:  # the authors' sawtooth: back to the best state, then a smaller step
+                    self.xi[k], self.xic[k] = self.best_xi[k], self.best_xic[k]
+                    self.x_val[k] = self.best_x_val[k]
                 # Decay towards the floor, never up to it (as torch's ReduceLROnPlateau).
                 self.lr_xi[k] = min(float(self.lr_xi[k]), max(float(self.lr_xi[k]) * cfg.factor, cfg.min_lr_xi))
                 self.lr_xic[k] = min(float(self.lr_xic[k]), max(float(self.lr_xic[k]) * cfg.factor, cfg.min_lr_xic))
@@ -238,8 +301,7 @@ class _Run:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to resume bit-for-bit (CPU tensors and plain values)."""
-        tensors = ("xi", "xic", "x_train", "x_val", "lr_xi", "lr_xic", "lr_x", "best_xi", "best_xic")
-        st: dict[str, Any] = {n: getattr(self, n).detach().cpu().clone() for n in tensors}
+        st: dict[str, Any] = {n: getattr(self, n).detach().cpu().clone() for n in STATE_TENSORS}
         st["opt"] = {n: v.cpu().clone() for n, v in self.opt.items()}
         st["accum"] = {"bad": self.bad.cpu().clone(), "loss_sum": self.loss_sum.cpu().clone(), "loss_n": self.loss_n}
         st.update(
@@ -252,7 +314,7 @@ class _Run:
     def load(self, st: dict[str, Any]) -> None:
         if st["config"] != self.cfg.to_dict():
             raise ValueError("resume state was made with a different LD3 configuration")
-        for n in ("xi", "xic", "x_train", "x_val", "lr_xi", "lr_xic", "lr_x", "best_xi", "best_xic"):
+        for n in STATE_TENSORS:
             if st[n].shape != getattr(self, n).shape:
                 raise ValueError(f"resume state: {n} has shape {tuple(st[n].shape)}, expected {tuple(getattr(self, n).shape)}")
             setattr(self, n, st[n].to(self.device))
@@ -270,6 +332,22 @@ class _Run:
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.train), generator=g)
         return perm[pos * self.cfg.batch_size : (pos + 1) * self.cfg.batch_size].to(self.device)
+
+
+def validation_passes(cfg: LD3Config, per_epoch: int) -> tuple[int, int]:
+    """(full, single): the validation passes ``train`` makes over a whole run, ``full`` ones
+    computing the hard and the soft loss, ``single`` ones only the selection loss."""
+    total = (cfg.phase1_epochs + cfg.phase2_epochs) * per_epoch
+    full, single = 1, 0  # the starts themselves
+    for i in range(1, total + 1):
+        epoch_end, last = i % per_epoch == 0, i == total
+        if cfg.restore and epoch_end and not last:
+            full, single = full + 1, single + 1
+        elif epoch_end or last:
+            full += 1
+        elif i % cfg.val_every == 0:
+            single += 1
+    return full, single
 
 
 def _monotone_finite(t: Tensor) -> bool:
@@ -306,14 +384,14 @@ def train(
     t0 = time.perf_counter()
     stopped = False
 
-    def validate_and_report() -> None:
+    def validate_and_report(full: bool, checkpoint: bool = True) -> None:
         if run.device.type == "cuda":
             torch.cuda.synchronize(run.device)  # queued training work belongs to training time
         tv = time.perf_counter()
-        hard, soft = run.validate()
+        hard, soft = run.validate(full)
         run.after_validation(hard, soft)
         run.t_val += time.perf_counter() - tv
-        if on_checkpoint:
+        if on_checkpoint and checkpoint:
             on_checkpoint(run.state())
         report(hard, soft)
 
@@ -324,14 +402,16 @@ def train(
         el = time.perf_counter() - t0
         done = run.iteration - (resume["iteration"] if resume else 0)
         eta = el / done * (run.total - run.iteration) if done else None
-        loss = run.history[-1]["train_loss"][k] if run.history and hard is not None else None
+        validated = hard is not None or soft is not None
+        loss = run.history[-1]["train_loss"][k] if run.history and validated else None
+        metric = hard if cfg.select_on == "hard" or not cfg.soft else soft
         on_progress(Progress("training", run.iteration, run.total, loss, hard[k] if hard else None,
-                             soft[k] if soft else None, run.best[k], el, eta))
+                             soft[k] if soft else None, run.best[k], el, eta, metric[k] if metric else None))
 
     if resume is not None:
         run.load(resume)
     else:
-        validate_and_report()  # the starts themselves are the first candidates
+        validate_and_report(full=True)  # the starts themselves are the first candidates
     while run.iteration < run.total:
         if should_stop and should_stop():
             stopped = True
@@ -339,13 +419,24 @@ def train(
                 on_checkpoint(run.state())
             break
         run.step(run.batch_indices(run.iteration))
-        epoch_end = run.iteration % run.ipe == 0
-        if epoch_end:
+        epoch_end, last = run.iteration % run.ipe == 0, run.iteration == run.total
+        due = epoch_end or last or run.iteration % cfg.val_every == 0
+        if cfg.restore and epoch_end and not last:
+            # The epoch's last parameters are candidates too; then the validation x'_T move, every
+            # start goes back to its best times and is measured on the moved latents (one checkpoint,
+            # after all of it, so that a resume never lands half-way).
+            validate_and_report(full=False, checkpoint=False)
             run.move_val_latents()
-        if epoch_end or run.iteration % cfg.val_every == 0 or run.iteration == run.total:
-            validate_and_report()
+            run.restore_best_times()
+            validate_and_report(full=True)
+        elif due:
+            if epoch_end:
+                run.move_val_latents()
+            validate_and_report(full=epoch_end or last)
         elif run.iteration % progress_every == 0:
             report()
+    if not stopped:
+        run.measure_best()  # both validation losses of every start's best state, for the record
 
     k = min(range(run.K), key=lambda j: run.best[j])
     starts = []

@@ -61,6 +61,7 @@ class JobOptions(BaseModel):
     n_test: int = Field(100, ge=1, le=MAX_SAMPLES)
     heuristics: list[str] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1)
     starts: int = Field(3, ge=1, description="best heuristics (on validation) trained side by side")
+    init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone")
     guard_z: float = Field(1.645, ge=0, allow_inf_nan=False)
     eval_batch_size: int = Field(64, ge=1, le=4096, description="teacher and evaluation batch")
     # LD3.
@@ -82,6 +83,8 @@ class JobOptions(BaseModel):
     min_lr_xic: float = Field(1e-6, ge=0, allow_inf_nan=False)
     val_every: int = Field(5, ge=1)
     select_on: Literal["hard", "soft"] = "hard"
+    restore: bool = False
+    accept_moves: bool = False
     remat: bool = True
     val_batch_size: int = Field(64, ge=1, le=4096)
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -125,6 +128,14 @@ class JobOptions(BaseModel):
             raise ValueError(f"{v} starts but only {len(hs)} heuristics to start from")
         return v
 
+    @field_validator("init")
+    @classmethod
+    def _init(cls, v: str, info: ValidationInfo) -> str:
+        hs = info.data.get("heuristics")
+        if v != "best" and hs is not None and v not in hs:
+            raise ValueError(f"init must be 'best' or one of the job's heuristics {hs}; got {v!r}")
+        return v
+
     @field_validator("phase2_epochs")
     @classmethod
     def _some_training(cls, v: int | None, info: ValidationInfo) -> int | None:
@@ -149,12 +160,13 @@ class JobOptions(BaseModel):
             "lr_xi": pick["lr_xi"], "lr_xic": pick["lr_xic"], "lr_x": self.lr_x, "momentum": self.momentum,
             "clip": self.clip, "patience": self.patience, "factor": self.factor, "min_lr_xi": self.min_lr_xi,
             "min_lr_xic": self.min_lr_xic, "val_every": self.val_every, "select_on": self.select_on,
+            "restore": self.restore, "accept_moves": self.accept_moves,
             "remat": self.remat, "val_batch_size": self.val_batch_size, "seed": self.seed,
         }
         teacher = {"solver": self.teacher_solver, "nfe": self.teacher_nfe, "heuristic": self.teacher_heuristic}
         return {
             "ld3": ld3, "teacher": teacher, "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
-            "starts": self.starts, "guard_z": self.guard_z, "heuristics": list(self.heuristics),
+            "starts": self.starts, "init": self.init, "guard_z": self.guard_z, "heuristics": list(self.heuristics),
             "batch_size": self.eval_batch_size,
         }
 

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ld3core.heuristics import heuristic
 from ld3core.optimize import JobConfig, JobResult, JobStopped, run_job
 from ld3core.schedules import NoiseSchedule
-from ld3core.train import Progress
+from ld3core.train import Progress, validation_passes
 from registry import jobs as q
 from registry.db import session_scope
 from registry.models import get_model
@@ -212,11 +212,6 @@ class PhaseCost:
     tail: float = 0.0
 
 
-def _validations(total: int, per_epoch: int, val_every: int) -> int:
-    """Validation passes of a training run: the first, then at epoch ends, every ``val_every`` and at the end."""
-    return 1 + sum(1 for i in range(1, total + 1) if i % per_epoch == 0 or i % val_every == 0 or i == total)
-
-
 def job_cost(cfg: JobConfig, *, resume_iteration: int = 0, preview_samples: int = 0) -> dict[str, PhaseCost]:
     """The work of each phase of a job (``resume_iteration``: training starts there), counted in
     network evaluations of one sample (a backward pass counts ``BACKWARD``, a rematerialized
@@ -226,13 +221,17 @@ def job_cost(cfg: JobConfig, *, resume_iteration: int = 0, preview_samples: int 
     epoch-end moves of the validation noise spread over the iterations. Evaluation: one
     schedule (every heuristic, then the learned one) on the test pairs."""
     ld3, nfe = cfg.ld3, cfg.ld3.nfe
-    k = min(cfg.starts, len(cfg.heuristics))  # starts trained side by side
+    k = min(cfg.starts, len(cfg.heuristics)) if cfg.init == "best" else 1  # starts trained side by side
     per_epoch = cfg.n_train // ld3.batch_size
     total = (ld3.phase1_epochs + ld3.phase2_epochs) * per_epoch
     grad = 1 + BACKWARD + (1 if ld3.remat else 0)  # forward, backward, recomputed forward
     steps = total * k * ld3.batch_size * nfe * grad
-    validations = _validations(total, per_epoch, ld3.val_every) * k * cfg.n_val * nfe * (2 if ld3.soft else 1)
-    moves = (ld3.phase1_epochs + ld3.phase2_epochs) * k * cfg.n_val * nfe * grad if ld3.soft else 0
+    full, single = validation_passes(ld3, per_epoch)
+    validations = (full * (2 if ld3.soft else 1) + single) * k * cfg.n_val * nfe
+    epochs = ld3.phase1_epochs + ld3.phase2_epochs
+    moves = epochs * k * cfg.n_val * nfe * grad if ld3.soft else 0
+    if ld3.soft and ld3.accept_moves:  # each move is checked by one more solve
+        moves += (total * ld3.batch_size + epochs * cfg.n_val) * k * nfe
     return {
         "teacher": PhaseCost(cfg.teacher.nfe, cfg.n_train + cfg.n_val + cfg.n_test, len(cfg.heuristics) * cfg.n_val * nfe),
         "training": PhaseCost((steps + validations + moves) / total, total - resume_iteration),
@@ -320,7 +319,7 @@ class Reporter:
         changed = p.phase != self.phase
         if changed:
             self.phase, self.phase_t0, self.phase_done0 = p.phase, now, p.iteration
-        point = self._curve_point(p) if p.val_hard is not None else None
+        point = self._curve_point(p) if p.val_hard is not None or p.val_soft is not None else None
         if not (changed or point or p.iteration >= p.total or now - self.last_write >= self.progress_every):
             return
         self.last_write = now
@@ -331,7 +330,7 @@ class Reporter:
                     q.add_event(s, self.job_id, "phase", f"{p.phase} started", {"phase": p.phase, "total": p.total})
                 self.lease.update(q.update_progress(
                     s, self.job_id, worker=self.worker, phase=p.phase, done=p.iteration, total=p.total,
-                    loss_current=_finite(p.val_hard), loss_best=_finite(p.best), eta_s=_finite(eta), curve_point=point,
+                    loss_current=_finite(p.val), loss_best=_finite(p.best), eta_s=_finite(eta), curve_point=point,
                 ))
         except TRANSIENT_DB_ERRORS as e:  # the job goes on; the lease thread notices a lasting outage
             log.warning("job %s: progress not written: %s", self.job_id, e)

@@ -94,3 +94,20 @@ def test_conditional_job_without_conditions_is_refused():
 
     with pytest.raises(ValueError, match="needs per-sample conditions"):
         run_job(_class_model(), (2,), job(), l2, dtype=torch.float64)
+
+
+def test_init_trains_one_named_heuristic_alone():
+    cfg = dataclasses.replace(job(), init="time_uniform")
+    res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64)
+    assert len(res.train.starts) == 1
+    first = res.train.history[0]["val_hard"][0]
+    assert abs(first - res.val["time_uniform"]) < 1e-12  # the start is time-uniform
+
+
+def test_init_must_be_best_or_one_of_the_jobs_heuristics():
+    import pytest
+
+    with pytest.raises(ValueError, match="init"):
+        dataclasses.replace(job(), init="cosine")
+    with pytest.raises(ValueError, match="init"):
+        dataclasses.replace(job(), heuristics=("edm", "logsnr"), init="time_uniform")

@@ -154,6 +154,86 @@ def test_reduce_on_plateau_lowers_rates_to_the_floor_and_never_raises_them(pairs
     assert all(h["lr_xi"] == [0.0, 0.0] for h in train(DEN, *pairs, starts(zero), zero, l2).history)
 
 
+# The authors' habits, each a switch (issue 10).
+
+def test_restore_goes_back_to_the_best_state_on_a_plateau_and_at_each_epoch_start(pairs):
+    cfg = small_cfg(patience=1, factor=0.5, lr_xi=0.5, val_every=1, gamma=0.05)
+    ipe = len(pairs[0]) // cfg.batch_size
+
+    def plateau_states(restore):
+        states = []
+        train(DEN, *pairs, starts(cfg), cfg.but(restore=restore), l2, on_checkpoint=states.append)
+        # A decay marks a plateau: the state right after it (within an epoch; at its end the
+        # validation latents move after the restore).
+        out = [(b, k) for a, b in zip(states, states[1:]) for k in range(2)
+               if b["lr_xi"][k] < a["lr_xi"][k] and b["iteration"] % ipe]
+        return states, out
+
+    states, plateaus = plateau_states(True)
+    assert plateaus, "the settings must provoke plateaus"
+    for st, k in plateaus:
+        assert torch.equal(st["xi"][k], st["best_xi"][k]) and torch.equal(st["x_val"][k], st["best_x_val"][k])
+    epoch_starts = [s for s in states if s["iteration"] % ipe == 0 and 0 < s["iteration"] < states[-1]["iteration"]]
+    assert epoch_starts and all(torch.equal(s["xi"], s["best_xi"]) for s in epoch_starts)
+    # Without it, the loop goes on from where it is.
+    _, plateaus = plateau_states(False)
+    assert any(not torch.equal(st["xi"][k], st["best_xi"][k]) for st, k in plateaus)
+
+
+def test_restored_run_resumes_bit_for_bit(pairs):
+    cfg = small_cfg(restore=True, accept_moves=True, val_every=1, select_on="soft", patience=2, gamma=0.05)
+    states = []
+    full = train(DEN, *pairs, starts(cfg), cfg, l2, on_checkpoint=states.append)
+    mid = next(s for s in states if s["iteration"] == 5)
+    resumed = train(DEN, *pairs, starts(cfg), cfg, l2, resume=mid)
+    assert torch.equal(resumed.t_steps, full.t_steps) and resumed.history == full.history
+
+
+def test_accepted_moves_keep_only_the_latents_whose_loss_fell(pairs):
+    from ld3core.train import _Run
+
+    cfg = small_cfg(accept_moves=True)
+    run = _Run(DEN, *pairs, starts(cfg), cfg, l2)
+    old, moved = run.x_train[:, :2].clone(), run.x_train[:, :2] + 0.1
+    t, tc = run.times(run.xi, run.xic)
+    new_loss = run.losses(run.solve(moved, t, tc, None), pairs[0].x_0[:2])
+    # Sample 0's old loss is above its new one (kept), sample 1's below (refused).
+    kept, keep = run._accepted(moved, old, torch.stack([new_loss[:, 0] + 1, new_loss[:, 1] - 1], 1), pairs[0].x_0[:2], None)
+    assert keep[:, 0].all() and not keep[:, 1].any()
+    assert torch.equal(kept[:, 0], moved[:, 0]) and torch.equal(kept[:, 1], old[:, 1])
+
+
+def test_latent_rate_halves_after_an_epoch_where_no_validation_latent_moved(pairs):
+    # A zero radius projects every move back onto x_T: nothing ever moves.
+    cfg = small_cfg(gamma=0.0)
+    epochs = cfg.phase1_epochs + cfg.phase2_epochs
+    for accept, want in ((True, cfg.lr_x / cfg.nfe * 0.5**epochs), (False, cfg.lr_x / cfg.nfe)):
+        states = []
+        train(DEN, *pairs, starts(cfg), cfg.but(accept_moves=accept), l2, on_checkpoint=states.append)
+        assert torch.allclose(states[-1]["lr_x"], torch.full((2,), want, dtype=states[-1]["lr_x"].dtype))
+
+
+@pytest.mark.parametrize("kw", [dict(val_every=2), dict(val_every=1, restore=True), dict(val_every=3, restore=True),
+                                dict(val_every=1, select_on="soft")])
+def test_validation_passes_counts_what_train_does(pairs, kw):
+    from ld3core.train import validation_passes
+
+    cfg = small_cfg(**kw)
+    res = train(DEN, *pairs, starts(cfg), cfg, l2)
+    full, single = validation_passes(cfg, len(pairs[0]) // cfg.batch_size)
+    assert len(res.history) == full + single
+    assert sum(h["val_hard"] is not None and h["val_soft"] is not None for h in res.history) == full
+
+
+def test_soft_selection_measures_the_hard_loss_at_epoch_ends_and_for_the_result(pairs):
+    cfg = small_cfg(val_every=1, select_on="soft")
+    res = train(DEN, *pairs, starts(cfg), cfg, l2)
+    assert any(h["val_hard"] is None for h in res.history)
+    assert all(h["val_soft"] is not None for h in res.history)
+    assert math.isfinite(res.val_hard) and math.isfinite(res.val_soft)
+    assert res.val_soft == min(h["best"][res.start] for h in res.history)
+
+
 # Conditional models: every pass uses each sample's own condition.
 
 def _class_model():
