@@ -60,6 +60,8 @@ def test_bad_model_key():
     ({"class_labels": [-1]}, "class_labels", "greater than or equal to 0"),
     ({"prompts": ["  "]}, "prompts", "at least 1 character"),
     ({"seed": 2**31}, "seed", "less than or equal"),
+    ({"init": "cosine"}, "init", "one of the job's heuristics"),
+    ({"heuristics": ["edm"], "starts": 1, "init": "logsnr"}, "init", "['edm']"),
 ])
 def test_options_errors_name_field_and_reason(options, field, needle):
     with pytest.raises(ValidationError) as e:
@@ -85,6 +87,8 @@ def test_job_config_is_what_ld3core_takes():
     cfg = JobConfig.from_dict(set_by_user)
     assert (cfg.ld3.lr_xi, cfg.ld3.seed, cfg.teacher.nfe, cfg.batch_size) == (0.02, 7, 30, 8)
     assert cfg.ld3.lr_xic == LD3Config.latent().lr_xic
+    habits = JobConfig.from_dict(JobOptions(restore=True, accept_moves=True, init="edm").job_config("unipc", 4))
+    assert (habits.ld3.restore, habits.ld3.accept_moves, habits.init) == (True, True, "edm")
 
 
 def version_body(**kw):
