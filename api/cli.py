@@ -567,6 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != "worker":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    import httpx
+
     from .client import ApiError
 
     try:
@@ -576,6 +578,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "schedule": cmd_schedule, "quickstart": cmd_quickstart, "keys": cmd_keys}[args.command](args)
     except ApiError as e:
         print(f"ld3 {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as e:
+        url = getattr(args, "url", DEFAULT_URL)
+        print(f"ld3 {args.command}: error: cannot reach the service at {url} ({type(e).__name__}: {e}); "
+              "start it with `ld3 serve`, or point --url / LD3_URL at it", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -64,6 +64,18 @@ def test_client_commands_print_the_servers_error(live_url, capsys):
     assert "HTTP 401" in capsys.readouterr().err
 
 
+def test_a_service_that_is_not_running_is_one_line_naming_the_url(capsys):
+    import socket
+
+    with socket.socket() as sock:  # a free port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    assert main(["status", "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot reach the service at {url}" in err and "LD3_URL" in err
+
+
 def test_schedule_get_versions_promote(live_url, add_version, capsys):
     add_version(5)
     add_version(5, promote=False)
