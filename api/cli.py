@@ -109,16 +109,17 @@ def format_jobs(page: dict[str, Any]) -> str:
 
 
 class ProgressBar:
-    """A tqdm bar per job phase, fed with the job as the client polls it."""
+    """The job's phases (``ld3core.progress.PhaseProgress``), fed with the job as the client polls it."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled, self.bar, self.phase, self.state = enabled, None, None, None
+    def __init__(self, enabled: bool = True, *, tty: bool | None = None) -> None:
+        from ld3core.progress import PhaseProgress
+
+        self.enabled, self.state = enabled, None
+        self.progress = PhaseProgress(tty=tty)
 
     def __call__(self, job: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         pr = job["progress"]
         if job["state"] != self.state:
             # A phase seen running is complete once the job succeeds; a failed or cancelled one stays where it was.
@@ -127,29 +128,20 @@ class ProgressBar:
             print(f"job {job['id']}: {job['state']}", file=sys.stderr)
         if job["state"] != "running" or not pr.get("phase"):
             return
-        if pr["phase"] != self.phase or self.bar is None:
-            self.close(completed=True)  # the runner moved on: the previous phase finished between two polls
-            self.phase = pr["phase"]
-            self.bar = tqdm(total=pr["total"] or None, desc=pr["phase"], file=sys.stderr, leave=True)
-        if pr["total"] and self.bar.total != pr["total"]:
-            self.bar.total = pr["total"]
-        self.bar.n = pr["done"]
         post = {}
         if pr.get("loss_best") is not None:
             post["best"] = f"{pr['loss_best']:.4g}"
         if pr.get("eta_s") is not None:
             post["eta"] = f"{pr['eta_s']:.0f}s"
-        self.bar.set_postfix(post, refresh=False)
-        self.bar.refresh()
+        # A new phase closes the previous one as complete: it finished between two polls.
+        self.progress.update(pr["phase"], pr["done"], pr["total"], post)
+
+    @property
+    def bar(self):
+        return self.progress.bar
 
     def close(self, completed: bool = False) -> None:
-        if self.bar is not None:
-            if completed and self.bar.total:
-                self.bar.n = self.bar.total
-                self.bar.refresh()
-            self.bar.close()
-            self.bar = None
-            self.phase = None
+        self.progress.close(completed)
 
 
 # Client commands.

@@ -57,29 +57,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """One tqdm bar per phase, fed by ``Progress``."""
+    """The job's phases (``ld3core.progress.PhaseProgress``), fed by ``Progress``."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled, self.bar, self.phase = enabled, None, None
+        from .progress import PhaseProgress
+
+        self.enabled, self.progress = enabled, PhaseProgress()
 
     def __call__(self, p: Progress) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if p.phase != self.phase:
-            self.close()
-            self.phase = p.phase
-            self.bar = tqdm(total=p.total, desc=p.phase, file=sys.stderr, leave=True)
-        self.bar.n = p.iteration
-        if p.best is not None:
-            self.bar.set_postfix(val=f"{p.val:.4g}" if p.val is not None else "-", best=f"{p.best:.4g}")
-        self.bar.refresh()
+        if self.enabled:
+            post = {} if p.best is None else {"val": f"{p.val:.4g}" if p.val is not None else "-", "best": f"{p.best:.4g}"}
+            self.progress.update(p.phase, p.iteration, p.total, post)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self.progress.close()
 
 
 def format_report(res: JobResult) -> str:

@@ -194,7 +194,7 @@ def _job(state, phase=None, done=0, total=0):
 def test_progress_bar_completes_a_phase_the_polls_left_short(capsys):
     from api.cli import ProgressBar
 
-    bar, seen = ProgressBar(), []
+    bar, seen = ProgressBar(tty=True), []
     bar(_job("running", "teacher", 10, 40))
     first = bar.bar
     bar(_job("running", "training", 3, 50))  # the teacher phase ended between two polls
@@ -210,7 +210,7 @@ def test_progress_bar_completes_a_phase_the_polls_left_short(capsys):
 def test_progress_bar_leaves_a_failed_phase_where_it_stopped():
     from api.cli import ProgressBar
 
-    bar = ProgressBar()
+    bar = ProgressBar(tty=True)
     bar(_job("running", "training", 7, 50))
     training = bar.bar
     bar(_job("failed", "training", 7, 50))
