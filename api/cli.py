@@ -276,6 +276,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _serve_settings(args)
     if settings.embedded:
+        if problem := settings.catalog_problem():
+            print(f"ld3 serve: error: {problem}", file=sys.stderr)
+            return 1
         prepare_embedded(settings)
     elif args.migrate:
         from registry.db import upgrade

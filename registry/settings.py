@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Secrets that appear in examples and tutorials: never accepted as the admin key.
@@ -16,6 +17,9 @@ KNOWN_DEFAULT_SECRETS = frozenset({
     "test", "ld3", "ld3-admin", "letmein", "12345678", "",
 })
 MIN_ADMIN_KEY_CHARS = 16
+# The shipped models sit next to the packages in a checkout (an editable install), wherever the
+# process starts; a wheel install sets LD3_MODEL_ROOT.
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 class Settings(BaseSettings):
@@ -25,8 +29,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///var/ld3.db"
     broker_url: str | None = None  # None: embedded mode (in-process runner), else e.g. redis://127.0.0.1:6379/0
-    model_root: str = "models"
-    catalog_file: str = "models/catalog.json"
+    model_root: str = str(SHIPPED_MODELS)
+    catalog_file: str | None = None  # default: <model_root>/catalog.json
     allow_pickle: bool = False
     device: str = "auto"  # worker: cuda if available, else cpu
     heartbeat_s: float = Field(10.0, gt=0)
@@ -59,6 +63,19 @@ class Settings(BaseSettings):
         if hb is not None and v <= 2 * hb:
             raise ValueError(f"stale_after_s: {v} must exceed twice heartbeat_s ({hb}) or live jobs look dead")
         return v
+
+    @model_validator(mode="after")
+    def _catalog_in_the_model_root(self) -> "Settings":
+        if self.catalog_file is None:
+            self.catalog_file = str(Path(self.model_root) / "catalog.json")
+        return self
+
+    def catalog_problem(self) -> str | None:
+        """One line saying what to set when the model catalog cannot be found, else None."""
+        if Path(self.catalog_file or "").is_file():
+            return None
+        return (f"no model catalog at {self.catalog_file} (model root {self.model_root}): set LD3_MODEL_ROOT to the "
+                "folder of the models and LD3_CATALOG_FILE to their catalog.json")
 
     @property
     def embedded(self) -> bool:

@@ -76,6 +76,14 @@ def test_a_service_that_is_not_running_is_one_line_naming_the_url(capsys):
     assert f"cannot reach the service at {url}" in err and "LD3_URL" in err
 
 
+def test_serve_without_a_catalog_says_what_to_set(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("LD3_MODEL_ROOT", str(tmp_path))
+    monkeypatch.delenv("LD3_BROKER_URL", raising=False)
+    assert main(["serve", "--no-auth"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LD3_MODEL_ROOT" in err and str(tmp_path) in err
+
+
 def test_schedule_get_versions_promote(live_url, add_version, capsys):
     add_version(5)
     add_version(5, promote=False)

@@ -43,3 +43,22 @@ def test_checkpoint_retention_defaults_to_a_week_and_refuses_negatives(monkeypat
     assert Settings().checkpoint_retention_s == 0  # keep forever
     with pytest.raises(ValidationError, match="checkpoint_retention_s"):
         Settings(checkpoint_retention_s=-1)
+
+
+def test_the_shipped_models_are_found_from_any_working_directory(monkeypatch, tmp_path):
+    from registry.settings import SHIPPED_MODELS, Settings
+
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.model_root == str(SHIPPED_MODELS) and s.catalog_file == str(SHIPPED_MODELS / "catalog.json")
+    assert s.catalog_problem() is None
+    # The catalog follows the model root unless set itself.
+    assert Settings(model_root="/srv/models").catalog_file == "/srv/models/catalog.json"
+    assert Settings(model_root="/srv/models", catalog_file="/etc/c.json").catalog_file == "/etc/c.json"
+
+
+def test_a_missing_catalog_is_one_line_naming_what_to_set(tmp_path):
+    from registry.settings import Settings
+
+    problem = Settings(model_root=str(tmp_path)).catalog_problem()
+    assert str(tmp_path / "catalog.json") in problem and "LD3_MODEL_ROOT" in problem and "LD3_CATALOG_FILE" in problem
