@@ -113,7 +113,8 @@ def _teacher_images(loaded, model: str, solver: str, device: str):
 
 
 def score(loaded, model: str, solver: str, t_steps, t_model, device: str) -> dict[str, float]:
-    """LPIPS and RMSE to the teacher's sample of the same held-out noise, and FD-digits."""
+    """LPIPS and RMSE to the teacher's sample of the same held-out noise (means over the samples
+    of the per-sample distances), and FD-digits."""
     import torch
 
     from worker.evaluate import eval_seeds
@@ -124,7 +125,7 @@ def score(loaded, model: str, solver: str, t_steps, t_model, device: str) -> dic
     t_model = None if t_model is None else torch.as_tensor(t_model, dtype=torch.float64)
     images = generate(loaded, solver, t_steps, t_model, eval_seeds(EVAL_SEED, N_HELD_OUT), batch_size=250, device=device)
     s = _CACHE["scorer"].score(images, teacher)
-    rmse = float((images.double() - teacher.double()).square().mean().sqrt())
+    rmse = float((images.double() - teacher.double()).square().flatten(1).mean(1).sqrt().mean())
     return {"lpips": s["lpips_teacher"], "lpips_sem": s["lpips_teacher_sem"], "rmse": rmse, "fd": s["fd_digits"]}
 
 
@@ -138,6 +139,23 @@ def heuristic_rows(model: str, solver: str, nfe: int, device: str) -> dict[str, 
     rows = {h: score(loaded, model, solver, heuristic(h, loaded.schedule, n), None, device) for h in HEURISTICS}
     fd_teacher = _CACHE["scorer"].score(_teacher_images(loaded, model, solver, device), None)["fd_digits"]
     return {"model": model, "solver": solver, "nfe": nfe, "heuristics": rows, "teacher_fd": fd_teacher}
+
+
+def rescore(path: Path, hpath: Path, device: str, threads: int) -> None:
+    """Every stored schedule (learned and heuristic) scored again by ``score``, files rewritten."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rows = _read(path)
+    for r in rows:
+        loaded, _ = _model(r["model"], device)
+        r["learned"] = score(loaded, r["model"], r["solver"], r["t_steps"], r["t_model"], device)
+    heur = {(h["model"], h["solver"], h["nfe"]): h for h in _read(hpath)}
+    fresh = [heuristic_rows(m, s, n, device) for (m, s, n) in heur]
+    for p, items in ((path, rows), (hpath, fresh)):
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(x) + "\n" for x in items))
+        tmp.replace(p)
 
 
 def _best_iteration(history: list[dict[str, Any]], k: int) -> int:
@@ -263,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     ap.add_argument("--tag", default="ld3_protocol")
     ap.add_argument("--report", metavar="JSONL", help="only rewrite the report of an earlier run")
+    ap.add_argument("--rescore", metavar="JSONL", help="score an earlier run's schedules again (no training), in place")
     a = ap.parse_args(argv)
 
     path = Path(a.report) if a.report else Path(a.out) / f"{a.tag}.jsonl"
@@ -275,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.report:
         write_report()
         print(md.read_text())
+        return 0
+    if a.rescore:
+        rescore(path, hpath, a.device, a.threads)
+        write_report()
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["model"], r["solver"], r["nfe"], r["seed"], r["variant"]) for r in _read(path)}
