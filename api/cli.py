@@ -252,8 +252,8 @@ def _serve_settings(args: argparse.Namespace):
     return Settings(**overrides)
 
 
-def prepare_embedded(settings) -> None:
-    """Embedded mode: migrate the database and load the shipped catalog into it."""
+def prepare_database(settings) -> None:
+    """Migrate the database and load the catalog file into it (embedded start, ``ld3 migrate``)."""
     from registry import models as model_q
     from registry.db import make_engine, make_session_factory, session_scope, upgrade
 
@@ -266,6 +266,22 @@ def prepare_embedded(settings) -> None:
         engine.dispose()
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Distributed mode's one-shot set-up: migrations, then the model catalog file into the database."""
+    import logging
+
+    from registry.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(**({"database_url": args.database_url} if args.database_url else {}))
+    if problem := settings.catalog_problem():
+        print(f"ld3 migrate: error: {problem}", file=sys.stderr)
+        return 1
+    prepare_database(settings)
+    print(f"database {settings.database_url} migrated; catalog {settings.catalog_file} loaded", flush=True)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -275,15 +291,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _serve_settings(args)
-    if settings.embedded:
+    if settings.embedded or args.migrate:
         if problem := settings.catalog_problem():
             print(f"ld3 serve: error: {problem}", file=sys.stderr)
             return 1
-        prepare_embedded(settings)
-    elif args.migrate:
-        from registry.db import upgrade
-
-        upgrade(settings.database_url)
+        prepare_database(settings)
     app = create_app(settings)
     url = f"http://{args.host}:{args.port}"
     mode = "embedded runner (no broker)" if settings.embedded else f"Celery broker {settings.broker_url}"
@@ -469,8 +481,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--no-auth", action="store_true", help="every caller gets every scope (local use only)")
     s.add_argument("--database-url", help="overrides LD3_DATABASE_URL")
-    s.add_argument("--migrate", action="store_true", help="with a broker: run the migrations first (embedded mode always does)")
+    s.add_argument("--migrate", action="store_true",
+                   help="with a broker: run the migrations and load the catalog first (embedded mode always does)")
     s.add_argument("--log-level", default="info")
+
+    mg = sub.add_parser("migrate", help="migrate the database and load the model catalog (distributed mode's set-up)")
+    mg.add_argument("--database-url", help="overrides LD3_DATABASE_URL")
 
     w = sub.add_parser("worker", help="run a Celery GPU worker (extra arguments go to celery)")
     w.add_argument("--name", default="ld3-gpu@%h", help="Celery node name")
@@ -569,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "worker":
             return cmd_worker(args, extra)
-        return {"serve": cmd_serve, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel,
+        return {"serve": cmd_serve, "migrate": cmd_migrate, "submit": cmd_submit, "status": cmd_status, "cancel": cmd_cancel,
                 "schedule": cmd_schedule, "quickstart": cmd_quickstart, "keys": cmd_keys}[args.command](args)
     except ApiError as e:
         print(f"ld3 {args.command}: error: {e}", file=sys.stderr)

@@ -76,7 +76,7 @@ def test_api_serves_the_app_factory_on_port_8000(config):
 
 def test_migrations_complete_before_api_and_worker(config):
     services = config["services"]
-    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["migrate"]["command"] == ["ld3", "migrate"]  # migrations, then the catalog
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("api", "worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
