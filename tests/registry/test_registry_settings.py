@@ -43,3 +43,12 @@ def test_checkpoint_retention_defaults_to_a_week_and_refuses_negatives(monkeypat
     assert Settings().checkpoint_retention_s == 0  # keep forever
     with pytest.raises(ValidationError, match="checkpoint_retention_s"):
         Settings(checkpoint_retention_s=-1)
+
+
+def test_max_body_bytes_defaults_to_a_mebibyte_and_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("LD3_MAX_BODY_BYTES", raising=False)
+    assert Settings().max_body_bytes == 2**20
+    monkeypatch.setenv("LD3_MAX_BODY_BYTES", "4096")
+    assert Settings().max_body_bytes == 4096
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        Settings(max_body_bytes=0)
