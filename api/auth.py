@@ -135,12 +135,19 @@ AdminDep = Annotated[Principal, Depends(require(ADMIN))]
 
 
 def bootstrap_admin_key(factory: sessionmaker[Session], settings: Settings) -> None:
-    """Make ``settings.admin_key`` a valid admin key (stored hashed; idempotent across restarts)."""
+    """Make ``settings.admin_key`` a valid admin key (stored hashed; idempotent across restarts).
+
+    A key revoked through ``DELETE /keys`` stays revoked: the log says so instead of calling it valid."""
     if settings.admin_key:
         with factory() as s:
             row = keys.ensure_key(s, settings.admin_key, name="bootstrap-admin", scopes=[ADMIN])
             s.commit()
-        log.info("bootstrap admin key %s... is valid (from LD3_ADMIN_KEY)", row.prefix)
+        if row.revoked_at is None:
+            log.info("bootstrap admin key %s... is valid (from LD3_ADMIN_KEY)", row.prefix)
+        else:
+            log.warning("bootstrap admin key %s... (from LD3_ADMIN_KEY) was revoked at %s and is NOT valid; "
+                        "set LD3_ADMIN_KEY to a new random key to have an admin key again", row.prefix,
+                        row.revoked_at.isoformat())
     if not settings.auth_required:
         log.warning("AUTHENTICATION IS DISABLED (auth_required=False): every caller has every scope, "
                     "admin included. Use this only for a local embedded service.")

@@ -52,46 +52,45 @@ def make_read_engine(url: str) -> Engine:
 
 
 class AsyncPgConnections:
-    """Up to ``size`` autocommit psycopg async connections, opened on first use in the running loop."""
+    """Up to ``size`` autocommit psycopg async connections, opened on first use in the running loop.
+
+    A query holds one of ``size`` slots; whatever ends it (a result, a refused parameter, a dropped
+    connection, a cancelled request), the slot is freed and the connection goes back idle if it is
+    clean, else it is closed (the next query opens a new one)."""
 
     def __init__(self, url: str, size: int = 4) -> None:
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self.size, self.opened = size, 0
-        self.idle: asyncio.Queue[psycopg.AsyncConnection] | None = None
+        self.size = size
+        self.idle: list[psycopg.AsyncConnection] = []
+        self.slots: asyncio.Semaphore | None = None
 
     async def fetch_one(self, sql: str, params: dict[str, Any]) -> tuple | None:
         """The first row of ``sql``; a connection the server dropped is replaced and the query retried once."""
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.size)
         for attempt in (1, 2):
-            conn = await self._acquire()
-            try:
-                cur = await conn.execute(sql, params, prepare=True)
-                row = await cur.fetchone()
-            except psycopg.OperationalError:
-                self.opened -= 1
-                await conn.close()
-                if attempt == 2:
-                    raise
-                continue
-            self.idle.put_nowait(conn)
-            return row
+            async with self.slots:
+                conn = self.idle.pop() if self.idle else await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                try:
+                    cur = await conn.execute(sql, params, prepare=True)
+                    return await cur.fetchone()
+                except psycopg.OperationalError:
+                    if attempt == 2:
+                        raise
+                finally:
+                    await self._put_back(conn)
         return None
 
-    async def _acquire(self) -> psycopg.AsyncConnection:
-        if self.idle is None:
-            self.idle = asyncio.Queue()
-        if self.idle.empty() and self.opened < self.size:
-            self.opened += 1
-            try:
-                return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
-            except BaseException:
-                self.opened -= 1
-                raise
-        return await self.idle.get()
+    async def _put_back(self, conn: psycopg.AsyncConnection) -> None:
+        """Idle again if the connection is open and between statements, else closed."""
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self.idle.append(conn)
+        else:
+            await conn.close()
 
     async def aclose(self) -> None:
-        while self.idle is not None and not self.idle.empty():
-            await self.idle.get_nowait().close()
-        self.opened = 0
+        while self.idle:
+            await self.idle.pop().close()
 
 
 class VersionIdLookup:

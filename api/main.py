@@ -27,6 +27,7 @@ from worker.queue import JobQueue
 
 from . import errors
 from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
+from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
 from .lookup import VersionIdLookup
 from .routes import dashboard, health, jobs, keys, metrics, models, schedules
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
               dashboard.router):
         app.include_router(r)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside CORS: a browser reads the 413
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["ETag"])

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator,
+                      model_validator)
 
 from . import solvers
 from .catalog import ModelSpec
@@ -21,13 +22,26 @@ MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key ru
 SCOPES: tuple[str, ...] = ("schedules:read", "jobs:submit", "admin")
 EXPORT_FORMATS: tuple[str, ...] = ("raw", "diffusers", "k-diffusion", "comfyui")
 MAX_SAMPLES = 10_000
-MAX_SEED = 2**31 - 1  # stored in a 32-bit integer column
+INT32_MAX = 2**31 - 1  # INTEGER columns: ids, version numbers, seeds
+INT64_MAX = 2**63 - 1  # the widest integer either database takes (PostgreSQL BIGINT and OFFSET, SQLite)
+MAX_SEED = INT32_MAX  # stored in a 32-bit integer column
 
 ModelKey = Annotated[str, Field(pattern=MODEL_KEY_PATTERN, description="catalog key")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Scope = Literal["schedules:read", "jobs:submit", "admin"]
 ExportFormat = Literal["raw", "diffusers", "k-diffusion", "comfyui"]
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+def refuse_nul(value: str) -> str:
+    """``value`` unless it holds a NUL character, which PostgreSQL text cannot store (a 500, not a 422)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+# After any string constraints: Annotated[str, StringConstraints(...), NoNul] keeps their messages.
+NoNul = AfterValidator(refuse_nul)
 
 # Recipe defaults that differ between pixel and latent models (ld3core.config.LD3Config.latent).
 PIXEL_RECIPE = {"lr_xi": 5e-3, "lr_xic": 0.1, "phase2_epochs": 5}
@@ -395,7 +409,7 @@ class ModelPublic(BaseModel):
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul]
     scopes: list[Scope] = Field(min_length=1)
 
     @field_validator("scopes")
@@ -429,5 +443,5 @@ class ApiKeyCreated(ApiKeyPublic):
 __all__ = [
     "JobOptions", "JobCreate", "JobProgress", "JobPublic", "JobEventPublic", "ScheduleVersionCreate",
     "ScheduleVersionPublic", "ScheduleExport", "ModelCreate", "ModelPublic", "ApiKeyCreate", "ApiKeyPublic",
-    "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN",
+    "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN", "INT32_MAX", "INT64_MAX", "NoNul", "refuse_nul",
 ]

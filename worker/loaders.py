@@ -1,7 +1,7 @@
 """Load a catalog model into ld3core's denoiser contract, refusing anything unsafe or inconsistent.
 
-Every file is checked before it is read: it must lie under the model root and match the
-catalog's sha256. Weights are tensors only (safetensors; pickles only when an operator sets
+Every file is checked before it is read: it must lie under the model root, symlinks followed
+(a model folder's every file and subfolder, not the folder alone), and match the catalog's sha256. Weights are tensors only (safetensors; pickles only when an operator sets
 ``allow_pickle``, and then ``torch.load(weights_only=True)``). The loaded network is frozen
 (``requires_grad_(False)``, eval mode): LD3 backpropagates through it to the time steps only.
 
@@ -152,7 +152,8 @@ def weights_sha256(path: str | Path) -> str:
 
 
 def resolve_location(spec: ModelSpec, model_root: str | Path) -> Path:
-    """The spec's path under ``model_root``; refuses paths (or symlinks) that leave the root."""
+    """The spec's path under ``model_root``; refuses a location, or anything in a model folder, whose
+    real path (symlinks followed) leaves the root: the hash and the loaders read every file there."""
     try:
         check_location(spec.location)
     except ValueError as e:
@@ -163,7 +164,25 @@ def resolve_location(spec: ModelSpec, model_root: str | Path) -> Path:
         raise ModelLoadError(f"model {spec.key!r}: location {spec.location!r} resolves to {path}, outside the model root {root}")
     if not path.exists():
         raise ModelLoadError(f"model {spec.key!r}: {path} does not exist")
+    if path.is_dir():
+        _check_folder_stays_in(spec, path, root)
     return path
+
+
+def _check_folder_stays_in(spec: ModelSpec, folder: Path, root: Path) -> None:
+    """Every file and subfolder under ``folder``, links followed (each real folder once), resolves inside ``root``."""
+    walked: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real_dir = Path(dirpath).resolve()
+        if real_dir in walked:  # a link back up the tree
+            dirnames.clear()
+            continue
+        walked.add(real_dir)
+        for name in dirnames + filenames:
+            entry = Path(dirpath) / name
+            real = entry.resolve()
+            if not real.is_relative_to(root):
+                raise ModelLoadError(f"model {spec.key!r}: {entry} resolves to {real}, outside the model root {root}")
 
 
 def verify_sha256(spec: ModelSpec, path: Path) -> None:

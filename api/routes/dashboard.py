@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from registry.tables import ActiveScheduleRow, ScheduleVersionRow
 
 from ..auth import Principal, ReadDep, authenticate
 from ..deps import SessionDep
+from ..params import Guidance, Model, Nfe, Solver, Version, VersionId
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -117,7 +118,7 @@ def active_schedules(s: SessionDep, _: ReadDep) -> Any:
 
 
 @router.get("/dashboard/api/versions/{version_id}", response_model=VersionDetail)
-def version_detail(s: SessionDep, _: ReadDep, version_id: Annotated[int, PathParam(ge=1)]) -> Any:
+def version_detail(s: SessionDep, _: ReadDep, version_id: VersionId) -> Any:
     """One schedule version by id (a job's ``schedule_version_id``), with ``has_samples``."""
     row = q.get_version_by_id(s, version_id)
     if row is None:
@@ -136,8 +137,8 @@ def whoami(principal: Annotated[Principal, Depends(authenticate)]) -> Any:
 
 @router.get("/schedules/{model}/{solver}/{nfe}/versions/{version}/samples.png", tags=["schedules"],
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def version_samples(s: SessionDep, _: ReadDep, model: str, solver: str, nfe: Annotated[int, PathParam(ge=1)],
-                    version: Annotated[int, PathParam(ge=1)], guidance: float | None = None) -> Response:
+def version_samples(s: SessionDep, _: ReadDep, model: Model, solver: Solver, nfe: Nfe, version: Version,
+                    guidance: Guidance = None) -> Response:
     """The version's sample grid: the best heuristic's samples above, the learned schedule's below."""
     row = _version_with_samples(s, model, solver, nfe, version, guidance)
     if row is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -22,12 +22,12 @@ from registry.tables import JOB_STATES
 from ..auth import ReadDep, SubmitDep
 from ..deps import QueueDep, SessionDep
 from ..errors import field_error
+from ..params import JobId, ModelFilter, Offset
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(min_length=1, max_length=64, description="job id")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
                                               description="retries with the same key return the same job")]
 
@@ -103,9 +103,9 @@ def submit_job(data: JobCreate, response: Response, s: SessionDep, queue: QueueD
 @router.get("", response_model=JobsPublic)
 def list_jobs(s: SessionDep, _: ReadDep,
               state: Annotated[Literal[JOB_STATES] | None, Query(description="filter by state")] = None,  # type: ignore[valid-type]
-              model: Annotated[str | None, Query(max_length=128, description="filter by model key")] = None,
+              model: ModelFilter = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+              offset: Offset = 0) -> Any:
     """Jobs, newest first, optionally of one state and/or model."""
     rows = q.list_jobs(s, state=state, model=model, limit=limit, offset=offset)
     return JobsPublic(data=[JobPublic.from_row(r) for r in rows], limit=limit, offset=offset)

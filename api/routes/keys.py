@@ -8,21 +8,20 @@ in the last ``api.auth.KEY_CACHE_TTL_S`` seconds until their entry expires.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from registry import keys as q
 from registry.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
 from ..auth import AdminDep
 from ..deps import SessionDep
+from ..params import KeyId
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/keys", tags=["keys"])
-
-KeyId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the key's id (from GET /keys)")]  # a 32-bit column
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)

@@ -12,6 +12,7 @@ from registry.schemas import ModelCreate, ModelPublic
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
 from ..errors import field_error
+from ..params import Model
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -23,7 +24,7 @@ def list_models(s: SessionDep, _: ReadDep) -> Any:
 
 
 @router.get("/{key}", response_model=ModelPublic)
-def get_model(key: str, s: SessionDep, _: ReadDep) -> Any:
+def get_model(key: Model, s: SessionDep, _: ReadDep) -> Any:
     row = q.get_model(s, key)
     if row is None:
         raise HTTPException(404, detail=f"model {key!r} not found")

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from threading import Lock
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
@@ -29,16 +29,12 @@ from registry.tables import ModelRow
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
 from ..errors import field_error
+from ..params import Guidance, Model, Nfe, Solver, Version, VersionQuery
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 ACTIVE_CACHE_CONTROL = "public, max-age=30, must-revalidate"  # the pointer can move: revalidate soon
 VERSION_CACHE_CONTROL = "public, max-age=31536000, immutable"  # ?version=N never changes
-
-Model = Annotated[str, Path(description="catalog key", max_length=128)]
-Solver = Annotated[str, Path(description="solver name", max_length=32)]
-Nfe = Annotated[int, Path(ge=1, le=solvers.MAX_NFE, description="network evaluations")]
-Guidance = Annotated[float | None, Query(ge=0, le=100, allow_inf_nan=False, description="guidance scale, if the schedule has one")]
 
 
 class BodyCache:
@@ -122,7 +118,7 @@ _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "s
                        404: {"description": "No such schedule; `available_nfes` lists the NFEs that exist"}})
 async def get_schedule(
     request: Request, _: ReadDep, model: Model, solver: Solver, nfe: Nfe,
-    version: Annotated[int | None, Query(ge=1, description="a specific version (default: the active one)")] = None,
+    version: VersionQuery = None,
     format: Annotated[ExportFormat, Query(description="raw | diffusers | k-diffusion | comfyui")] = "raw",
     guidance: Guidance = None,
 ) -> Response:
@@ -158,7 +154,7 @@ def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solv
 
 @router.post("/{model}/{solver}/{nfe}/versions/{version}/promote", response_model=ScheduleVersionPublic)
 def promote_version(request: Request, s: SessionDep, admin: AdminDep, model: Model, solver: Solver, nfe: Nfe,
-                    version: Annotated[int, Path(ge=1)], guidance: Guidance = None) -> Any:
+                    version: Version, guidance: Guidance = None) -> Any:
     """Serve ``version`` from now on (admin). Rollback is the promotion of an older version."""
     _check_solver(solver)
     row = q.get_version(s, model, solver, nfe, version, guidance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -101,3 +102,18 @@ def test_with_auth_disabled_every_caller_has_every_scope(make_client, add_versio
 def test_health_metrics_and_docs_need_no_key(client):
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert client.get(path).status_code == 200, path
+
+
+def test_the_start_up_log_says_whether_the_bootstrap_admin_key_is_valid(make_client, caplog):
+    caplog.set_level(logging.INFO, logger="api.auth")
+    client = make_client()
+    assert [r.levelname for r in caplog.records if "bootstrap admin key" in r.message] == ["INFO"]
+    assert "is valid" in caplog.text
+    (boot,) = [k for k in client.get("/keys", headers=ADMIN).json() if k["name"] == "bootstrap-admin"]
+    assert client.delete(f"/keys/{boot['id']}", headers=ADMIN).status_code == 200
+    caplog.clear()
+    restarted = make_client()  # LD3_ADMIN_KEY still set to the revoked key
+    (line,) = [r for r in caplog.records if "bootstrap admin key" in r.message]
+    assert line.levelname == "WARNING" and "is valid" not in line.message
+    assert "revoked" in line.message and boot["prefix"] in line.message and "LD3_ADMIN_KEY" in line.message
+    assert restarted.get("/models", headers=ADMIN).status_code == 401  # a restart does not bring it back

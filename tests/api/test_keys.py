@@ -75,3 +75,12 @@ def test_revoking_an_unknown_key_is_a_404_naming_the_id(client):
     r = client.delete("/keys/abc", headers=ADMIN)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "key_id"]
     assert client.delete(f"/keys/{2**31}", headers=ADMIN).status_code == 422
+
+
+def test_a_key_name_with_a_nul_character_is_a_422_naming_it(client):
+    """PostgreSQL text cannot hold a NUL: this was a 500 there (and stored as given on SQLite)."""
+    r = client.post("/keys", json={"name": "ci\u0000", "scopes": ["admin"]}, headers=ADMIN)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "name"] and err["msg"] == "name: must not contain a NUL character"
+    assert len(client.get("/keys", headers=ADMIN).json()) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from api.lookup import VersionIdLookup
 from registry import schedules as sq
@@ -99,5 +101,50 @@ def test_the_active_pointer_is_reused_for_its_ttl_and_forgotten_on_promotion(db_
         finally:
             await cached.aclose()
             await fresh.aclose()
+
+    asyncio.run(run())
+
+
+def test_queries_the_database_refuses_give_their_connection_back(db_url, add_version):
+    """A NUL in a text parameter or an integer beyond the column makes the driver or the server refuse
+    the query; each must hand its connection back, or after as many as the pool holds every
+    lookup waits for good (GET /schedules hung while /readyz said 200)."""
+    add_version(5)
+    refused = [("ddpm-\x00", "unipc", 5, None, None), ("ddpm-digits", "unipc", 5, None, 2**31),
+               ("ddpm-digits", "unipc", 5, None, 2**63)]
+
+    async def run():
+        lookup = VersionIdLookup(db_url, active_ttl_s=0)  # every read goes to the database
+        try:
+            pool_size = lookup._pg.size if lookup._pg is not None else 1
+            for args in refused * (pool_size + 1):
+                try:
+                    await asyncio.wait_for(lookup(*args), timeout=10)
+                except (psycopg.DataError, OverflowError):
+                    pass  # refused (PostgreSQL; SQLite for 2**63), which is fine; waiting is not
+            answered = await asyncio.wait_for(lookup("ddpm-digits", "unipc", 5, None, None), timeout=10)
+            assert answered is not None
+        finally:
+            await lookup.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_connection_the_server_dropped_is_replaced(db_url, add_version):
+    add_version(5)
+
+    async def run():
+        lookup = VersionIdLookup(db_url, active_ttl_s=0)
+        try:
+            first = await lookup("ddpm-digits", "unipc", 5, None, None)
+            (conn,) = lookup._pg.idle
+            with psycopg.connect(make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False),
+                                 autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])  # a server restart, for one connection
+            assert await asyncio.wait_for(lookup("ddpm-digits", "unipc", 5, None, None), timeout=10) == first
+            assert conn.closed and lookup._pg.idle and lookup._pg.idle[0] is not conn
+        finally:
+            await lookup.aclose()
 
     asyncio.run(run())

@@ -125,3 +125,9 @@ def test_api_key_scopes():
     assert loc[0] == "scopes"
     loc, msg = only_error(ApiKeyCreate, name="ci", scopes=["admin", "admin"])
     assert loc == ("scopes",) and "duplicate" in msg
+
+
+def test_api_key_name_refuses_a_nul_character_and_keeps_its_length_rules():
+    assert only_error(ApiKeyCreate, name="ci\x00", scopes=["admin"]) == (("name",), "Value error, must not contain a NUL character")
+    loc, msg = only_error(ApiKeyCreate, name="x" * 101, scopes=["admin"])
+    assert loc == ("name",) and msg == "String should have at most 100 characters"

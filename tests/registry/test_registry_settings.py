@@ -62,3 +62,12 @@ def test_a_missing_catalog_is_one_line_naming_what_to_set(tmp_path):
 
     problem = Settings(model_root=str(tmp_path)).catalog_problem()
     assert str(tmp_path / "catalog.json") in problem and "LD3_MODEL_ROOT" in problem and "LD3_CATALOG_FILE" in problem
+
+
+def test_max_body_bytes_defaults_to_a_mebibyte_and_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("LD3_MAX_BODY_BYTES", raising=False)
+    assert Settings().max_body_bytes == 2**20
+    monkeypatch.setenv("LD3_MAX_BODY_BYTES", "4096")
+    assert Settings().max_body_bytes == 4096
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        Settings(max_body_bytes=0)

@@ -168,6 +168,36 @@ def test_path_escaping_root_refused(root, tmp_path):
         ModelSpec(**{**tiny_spec(root).to_dict(), "location": "../outside.safetensors"})
 
 
+def test_a_symlink_inside_a_model_folder_that_leaves_the_root_is_refused(root, tmp_path):
+    """Only the folder itself was resolved: a weights file (or a subfolder) linked from inside it to
+    elsewhere was hashed and loaded from there. Every file the loader may read must stay in the root."""
+    models, outside = tmp_path / "models", tmp_path / "outside"
+    outside.mkdir()
+    shutil.copytree(root / "ddpm", models / "ddpm")
+    weights = models / "ddpm" / "diffusion_pytorch_model.safetensors"
+    shutil.move(weights, outside / weights.name)
+    weights.symlink_to(outside / weights.name)
+    spec = diffusers_spec(models, "ddpm")  # the same content: the hash alone would let it through
+    with pytest.raises(ModelLoadError, match=r"diffusion_pytorch_model\.safetensors.*outside the model root"):
+        load_model(spec, models)
+
+    shutil.copytree(root / "latent", models / "latent")
+    shutil.move(models / "latent" / "vae", outside / "vae")
+    (models / "latent" / "vae").symlink_to(outside / "vae", target_is_directory=True)
+    with pytest.raises(ModelLoadError, match=r"vae.*outside the model root"):
+        load_model(latent_spec(models), models)
+
+
+def test_a_symlink_that_stays_in_the_root_is_followed(root, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(root / "ddpm", models / "shared")
+    (models / "ddpm").mkdir()
+    for f in (models / "shared").iterdir():
+        (models / "ddpm" / f.name).symlink_to(f)
+    (models / "ddpm" / "loop").symlink_to(models / "ddpm", target_is_directory=True)  # a cycle is walked once
+    assert load_model(diffusers_spec(models, "ddpm"), models).prediction == "eps"
+
+
 def test_hash_mismatch_names_both(root):
     spec = tiny_spec(root, sha256="0" * 64)
     actual = weights_sha256(root / "tiny.safetensors")
