@@ -38,7 +38,7 @@ class LD3Config:
     min_lr_xic: float = 1e-6
     val_every: int = 5  # validate every k iterations and at every epoch end
     select_on: str = "hard"  # checkpoint selection: "hard" (from x_T) or "soft" (authors)
-    restore: bool = False  # on a plateau and at each epoch start, go back to the best state (authors)
+    restore: bool = True  # on a plateau and at each epoch start, go back to the best state (authors; measured: README)
     accept_moves: bool = False  # keep a moved x'_T only where its loss fell; halve lr_x after a still epoch (authors)
     remat: bool = True
     val_batch_size: int = 64

@@ -97,7 +97,7 @@ class JobOptions(BaseModel):
     min_lr_xic: float = Field(1e-6, ge=0, allow_inf_nan=False)
     val_every: int = Field(5, ge=1)
     select_on: Literal["hard", "soft"] = "hard"
-    restore: bool = False
+    restore: bool = True
     accept_moves: bool = False
     remat: bool = True
     val_batch_size: int = Field(64, ge=1, le=4096)

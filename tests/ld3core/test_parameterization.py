@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ld3core.heuristics import HEURISTICS, heuristic
-from ld3core.parameterization import model_times, project_xic, times_from_xi, xi_from_times, xic_bound
+from ld3core.parameterization import XIC_BOUND, model_times, project_xic, times_from_xi, xi_from_times, xic_bound
 from ld3core.schedules import EDM, RectifiedFlow, VPDiscrete, VPLinear
 
 SCHEDULES = [VPDiscrete.linear(), VPLinear(), EDM(), RectifiedFlow()]
@@ -66,10 +66,18 @@ def test_decoupled_times_are_bounded_monotone_with_fixed_ends(mode):
     # The bound is half the smallest gap measured in the space of the times, not of the logits.
     u = t if mode == "time" else sch.lam(t)
     gap = (u[:-1] - u[1:]).abs().min()
-    assert torch.allclose(xic_bound(t, sch, mode), 0.5 * gap)
+    assert torch.allclose(xic_bound(t, sch, mode), XIC_BOUND * gap) and XIC_BOUND < 0.5
     small = torch.tensor([0.0, 0.1, -0.1, 0.2, 0.0, 0.0], dtype=torch.float64) * float(gap)
     tc = model_times(t, small, sch, mode)
     assert torch.allclose((tc if mode == "time" else sch.lam(tc))[1:-1], u[1:-1] + small[1:-1], rtol=1e-9, atol=1e-12)
+
+
+def test_neighbours_pushed_together_on_the_smallest_gap_never_meet():
+    sch = VPLinear()
+    t = torch.tensor([1.0, 0.6, 0.5, 0.45, 0.2, 0.001], dtype=torch.float64)  # smallest gap: steps 2-3
+    tc = model_times(t, torch.tensor([0.0, 0, -10, 10, 0, 0], dtype=torch.float64), sch)
+    assert (tc[1:] < tc[:-1]).all(), tc
+    assert float(tc[2] - tc[3]) > 0.01 * 0.05
 
 
 def test_zero_offsets_leave_times_unchanged_and_projection_clamps():
