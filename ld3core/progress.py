@@ -40,7 +40,7 @@ class PhaseProgress:
             self.bar.n = done
             self.bar.set_postfix(self.post, refresh=False)
             self.bar.refresh()
-        elif self.clock() - self.last_line >= self.every_s:
+        elif self.clock() - self.last_line >= self.every_s and self.last_done != (phase, done):
             self._line()
 
     def close(self, completed: bool = False) -> None:

@@ -204,9 +204,9 @@ def test_quickstart_runs_a_real_job_over_http_and_prints_the_schedule(tmp_path):
                            "--port", "0", "--quiet", *small], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "schedule ddpm-digits/unipc/NFE 5 version 1" in out
+    assert "schedule ddpm-digits/unipc/NFE 4 version 1" in out
     t_steps = [float(x) for x in re.search(r"t_steps: (.*)", out).group(1).split(", ")]
-    assert len(t_steps) == 6 and all(a > b for a, b in zip(t_steps, t_steps[1:]))
+    assert len(t_steps) == 5 and all(a > b for a, b in zip(t_steps, t_steps[1:]))
     assert re.search(r"^ld3\s+\d", out, re.M) and "<- served" in out
     assert "service stopped" in proc.stderr  # exit status 0: the job succeeded
 
