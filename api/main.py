@@ -25,7 +25,7 @@ from registry.settings import Settings, get_settings
 from registry.tables import JobRow
 from worker.queue import JobQueue
 
-from . import errors
+from . import errors, outage
 from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.schedule_cache, app.state.key_cache = schedules.BodyCache(), KeyCache()
     app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
     errors.install(app)
+    outage.install(app)
     app.openapi = _openapi_with_keys(app)
     for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
               dashboard.router):
