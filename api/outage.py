@@ -4,6 +4,11 @@ Any route whose query fails with one of ``registry.db.DATABASE_UNREACHABLE`` (a 
 restarting server, a dropped connection, a pool timeout) answers 503 with ``Retry-After`` and a
 ``detail`` naming the database: one handler for the whole app, installed by ``install``. Every
 other database error stays what it was (a 500).
+
+``GET /schedules`` does better: it serves what this process resolved from the database less than
+``LD3_STALE_GRACE_S`` ago — the active pointer (``api.lookup``), the caller's key
+(``api.auth``), the rendered body (never stale: versions are immutable) — and marks such a
+response with ``X-LD3-Stale: true``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from registry.db import DATABASE_UNREACHABLE
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5  # a restart takes seconds; clients come back after this
+STALE_HEADER = "X-LD3-Stale"
 
 
 async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:

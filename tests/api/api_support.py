@@ -56,12 +56,14 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
 
 
 class _BrokenSqlite:
-    """Stands in for a SQLite connection whose file cannot be read any more."""
+    """Stands in for the lookup's SQLite connection once its file cannot be read any more."""
+
+    driver_connection = property(lambda self: self)
 
     def execute(self, *_: Any) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    def close(self) -> None:
+    def invalidate(self) -> None:
         pass
 
 
@@ -96,7 +98,7 @@ def database_down(app: Any) -> Iterator[None]:
         event.listen(engine, "do_connect", refuse)
         engine.dispose()
     if lookup._conn is not None:
-        lookup._conn.close()
+        lookup._conn.invalidate()
         lookup._conn = _BrokenSqlite()
     try:
         yield
