@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from sqlalchemy import Engine, bindparam, create_engine, select
+from sqlalchemy import Engine, bindparam, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
@@ -143,6 +143,24 @@ class VersionIdLookup:
             self._ids[key] = (now, vid)
         return vid, False
 
+    async def ping(self) -> None:
+        """``SELECT 1`` through the lookup's own connections (``/readyz``): raises what a lookup
+        would, or waits as long as a lookup would for a free connection."""
+        if self.kind == "sqlite":
+            self._sqlite_row("SELECT 1", [])
+        elif self.kind == "postgresql":
+            await self._pg.fetch_one("SELECT 1", {})
+        else:
+            await run_in_threadpool(self._pooled_ping)
+
+    def describe(self) -> str:
+        """What the lookup reads through, for a readiness message."""
+        if self.kind == "sqlite":
+            return "one SQLite connection"
+        if self.kind == "postgresql":
+            return f"{self._pg.size} PostgreSQL connections"
+        return f"a pool ({self.engine.pool.status()})"
+
     def forget_active(self) -> None:
         """Drop the cached active pointers (after a promotion in this process)."""
         self._ids = {k: v for k, v in self._ids.items() if k[-1] is not None}
@@ -184,6 +202,10 @@ class VersionIdLookup:
                 if attempt == 2 or not e.connection_invalidated:
                     raise  # a pooled connection the server dropped (restart) is retried once on a fresh one
         return None
+
+    def _pooled_ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         """Close the connections (in the loop that opened them)."""
