@@ -8,14 +8,16 @@ With ``auth_required=False`` (the embedded local mode) every caller holds every 
 A verified key is remembered for ``KEY_CACHE_TTL_S`` seconds in the process (by its hash), so
 the schedule endpoint that inference services poll costs no key query; a revoked key stops
 working within that time (at once in the process that revoked it: ``DELETE /keys/{id}`` drops the
-entry). Unknown keys are never cached.
+entry). Unknown keys are never cached. While the database cannot be reached, a key this process
+verified less than ``LD3_STALE_GRACE_S`` ago still passes, as a ``Principal`` marked ``stale``
+(a revocation through another process in that time is not seen until the database is back).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Annotated, Callable
 
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from registry import keys
+from registry.db import DATABASE_UNREACHABLE
 from registry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,12 @@ SECURITY_SCHEMES = {
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the key's name and its scopes."""
+    """The caller: the key's name and its scopes; ``stale``: verified from the cache only, the
+    database being unreachable."""
 
     name: str
     scopes: frozenset[str]
+    stale: bool = False
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or ADMIN in self.scopes
@@ -55,22 +60,31 @@ KEY_CACHE_TTL_S = 10.0
 
 
 class KeyCache:
-    """Principals of recently verified keys, by key hash, for ``ttl_s`` seconds."""
+    """Principals of recently verified keys, by key hash: ``get`` for ``ttl_s`` seconds after the
+    verification, ``get_stale`` (the database unreachable) for ``stale_grace_s``."""
 
-    def __init__(self, ttl_s: float = KEY_CACHE_TTL_S, size: int = 10_000) -> None:
-        self.ttl_s, self.size, self.items, self.lock = ttl_s, size, dict[str, tuple[Principal, float]](), Lock()
+    def __init__(self, ttl_s: float = KEY_CACHE_TTL_S, size: int = 10_000, *, stale_grace_s: float = 0.0) -> None:
+        self.ttl_s, self.stale_grace_s, self.size, self.lock = ttl_s, stale_grace_s, size, Lock()
+        self.items = dict[str, tuple[Principal, float]]()  # digest -> (principal, verified at, monotonic)
 
     def get(self, digest: str) -> Principal | None:
         hit = self.items.get(digest)
-        if hit is None or hit[1] < time.monotonic():
+        if hit is None or time.monotonic() - hit[1] >= self.ttl_s:
             return None
         return hit[0]
+
+    def get_stale(self, digest: str) -> Principal | None:
+        """The principal verified less than ``stale_grace_s`` ago, marked stale; else None."""
+        hit = self.items.get(digest)
+        if hit is None or time.monotonic() - hit[1] >= self.stale_grace_s:
+            return None
+        return replace(hit[0], stale=True)
 
     def put(self, digest: str, principal: Principal) -> None:
         with self.lock:
             if len(self.items) >= self.size:
                 self.items.clear()
-            self.items[digest] = (principal, time.monotonic() + self.ttl_s)
+            self.items[digest] = (principal, time.monotonic())
 
     def discard(self, digest: str) -> None:
         """Forget a key at once (it was revoked through this process)."""
@@ -98,7 +112,8 @@ def presented_key(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller's principal; 401 when no key or an unknown/revoked key is given."""
+    """The caller's principal; 401 when no key or an unknown/revoked key is given. The database
+    unreachable: the cached principal within the grace, else the error goes up (a 503)."""
     state = request.app.state
     if not state.settings.auth_required:
         return LOCAL
@@ -108,7 +123,13 @@ async def authenticate(request: Request) -> Principal:
     digest = keys.hash_key(plaintext)
     principal = state.key_cache.get(digest)
     if principal is None:
-        principal = await run_in_threadpool(_verify, state.session_factory, plaintext)
+        try:
+            principal = await run_in_threadpool(_verify, state.session_factory, plaintext)
+        except DATABASE_UNREACHABLE:
+            principal = state.key_cache.get_stale(digest)
+            if principal is None:
+                raise
+            return principal
         if principal is None:
             raise _unauthorized("unknown or revoked API key")
         state.key_cache.put(digest, principal)

@@ -11,7 +11,10 @@ several times the query). Any other database: a pooled connection in a worker th
 Resolved ids are kept in the process: a pinned ``?version=`` forever (versions are immutable),
 the active pointer for ``active_ttl_s`` (``LD3_ACTIVE_CACHE_S``, default 1 s; a promotion
 through this process clears it at once, one through another process or a finished job shows
-within the TTL — well inside the ``max-age=30`` the responses already allow clients).
+within the TTL — well inside the ``max-age=30`` the responses already allow clients). While the
+database cannot be reached, an active pointer resolved less than ``stale_grace_s``
+(``LD3_STALE_GRACE_S``) ago is served, said to be stale (``resolve``); past that, or never
+resolved here, the error goes up (``api.outage``: a 503).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from typing import Any
 
 import psycopg
 
-from sqlalchemy import Engine, bindparam, create_engine, select
+from sqlalchemy import Engine, bindparam, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
+from registry.db import DATABASE_UNREACHABLE
 from registry.schedules import guidance_key
 from registry.tables import ActiveScheduleRow, ScheduleVersionRow
 
@@ -40,6 +44,7 @@ VERSION_ID = select(ScheduleVersionRow.id).where(
     ScheduleVersionRow.nfe == bindparam("nfe"), ScheduleVersionRow.guidance_key == bindparam("gk"),
     ScheduleVersionRow.version == bindparam("version"))
 SQLITE_READ_TIMEOUT_S = 5.0
+PG_CONNECT_TIMEOUT_S = 5  # a server that does not answer (a partition) fails a lookup, it does not hang it
 
 
 def make_read_engine(url: str) -> Engine:
@@ -70,7 +75,8 @@ class AsyncPgConnections:
             self.slots = asyncio.Semaphore(self.size)
         for attempt in (1, 2):
             async with self.slots:
-                conn = self.idle.pop() if self.idle else await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                conn = self.idle.pop() if self.idle else await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S)
                 try:
                     cur = await conn.execute(sql, params, prepare=True)
                     return await cur.fetchone()
@@ -94,19 +100,20 @@ class AsyncPgConnections:
 
 
 class VersionIdLookup:
-    """``await lookup(model, solver, nfe, guidance, version)`` -> the version id to serve, or None."""
+    """``await lookup.resolve(model, solver, nfe, guidance, version)`` -> (the version id to serve
+    or None, whether it is served stale); ``await lookup(...)``: the id alone."""
 
     MAX_CACHED = 10_000
 
-    def __init__(self, url: str, *, active_ttl_s: float = 1.0) -> None:
-        self.active_ttl_s = active_ttl_s
+    def __init__(self, url: str, *, active_ttl_s: float = 1.0, stale_grace_s: float = 0.0) -> None:
+        self.active_ttl_s, self.stale_grace_s = active_ttl_s, stale_grace_s
         self._ids: dict[tuple, tuple[float, int]] = {}  # (model, solver, nfe, gk, version) -> (resolved at, id)
         self.engine = make_read_engine(url)
         self.kind = {"sqlite": "sqlite", "postgresql": "postgresql"}.get(self.engine.dialect.name, "pooled")
         if self.kind == "postgresql" and self.engine.dialect.driver != "psycopg":
             self.kind = "pooled"
         self.inline = self.kind == "sqlite"
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None  # SQLite: a pool connection held checked out, this lookup's own
         self._lock = Lock()
         self._pg = AsyncPgConnections(url) if self.kind == "postgresql" else None
         self._sql = {}
@@ -115,17 +122,44 @@ class VersionIdLookup:
             self._sql[name] = (str(compiled), tuple(compiled.positiontup or ()))
 
     async def __call__(self, model: str, solver: str, nfe: int, guidance: float | None, version: int | None) -> int | None:
+        return (await self.resolve(model, solver, nfe, guidance, version))[0]
+
+    async def resolve(self, model: str, solver: str, nfe: int, guidance: float | None,
+                      version: int | None) -> tuple[int | None, bool]:
         params = {"model": model, "solver": solver, "nfe": nfe, "gk": guidance_key(guidance), "version": version}
         key, now = tuple(params.values()), time.monotonic()
         hit = self._ids.get(key)
         if hit is not None and (version is not None or now - hit[0] < self.active_ttl_s):
-            return hit[1]
-        vid = await self._query(params)
+            return hit[1], False
+        try:
+            vid = await self._query(params)
+        except DATABASE_UNREACHABLE:
+            if hit is not None and now - hit[0] < self.stale_grace_s:
+                return hit[1], True  # what the database said last, within the grace
+            raise
         if vid is not None:  # a miss is never kept: the version may appear any moment
             if len(self._ids) >= self.MAX_CACHED:
                 self._ids.clear()
             self._ids[key] = (now, vid)
-        return vid
+        return vid, False
+
+    async def ping(self) -> None:
+        """``SELECT 1`` through the lookup's own connections (``/readyz``): raises what a lookup
+        would, or waits as long as a lookup would for a free connection."""
+        if self.kind == "sqlite":
+            self._sqlite_row("SELECT 1", [])
+        elif self.kind == "postgresql":
+            await self._pg.fetch_one("SELECT 1", {})
+        else:
+            await run_in_threadpool(self._pooled_ping)
+
+    def describe(self) -> str:
+        """What the lookup reads through, for a readiness message."""
+        if self.kind == "sqlite":
+            return "one SQLite connection"
+        if self.kind == "postgresql":
+            return f"{self._pg.size} PostgreSQL connections"
+        return f"a pool ({self.engine.pool.status()})"
 
     def forget_active(self) -> None:
         """Drop the cached active pointers (after a promotion in this process)."""
@@ -142,12 +176,21 @@ class VersionIdLookup:
 
     def _sqlite(self, params: dict[str, Any]) -> int | None:
         sql, order = self._sql["active" if params["version"] is None else "version"]
+        row = self._sqlite_row(sql, [params[k] for k in order])
+        return None if row is None else row[0]
+
+    def _sqlite_row(self, sql: str, args: list[Any]) -> tuple | None:
+        """One row through the persistent connection; one that failed is closed (the next read opens another)."""
         if self._conn is None:
             with self._lock:
                 if self._conn is None:
-                    self._conn = self.engine.raw_connection().driver_connection
-        row = self._conn.execute(sql, [params[k] for k in order]).fetchone()
-        return None if row is None else row[0]
+                    self._conn = self.engine.raw_connection()
+        try:
+            return self._conn.driver_connection.execute(sql, args).fetchone()
+        except sqlite3.OperationalError:
+            conn, self._conn = self._conn, None
+            conn.invalidate()
+            raise
 
     def _pooled(self, params: dict[str, Any]) -> int | None:
         stmt = ACTIVE_ID if params["version"] is None else VERSION_ID
@@ -160,11 +203,15 @@ class VersionIdLookup:
                     raise  # a pooled connection the server dropped (restart) is retried once on a fresh one
         return None
 
+    def _pooled_ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
     async def aclose(self) -> None:
         """Close the connections (in the loop that opened them)."""
         if self._pg is not None:
             await self._pg.aclose()
         if self._conn is not None:
-            self._conn.close()
+            self._conn.invalidate()
             self._conn = None
         self.engine.dispose()

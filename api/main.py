@@ -25,7 +25,7 @@ from registry.settings import Settings, get_settings
 from registry.tables import JobRow
 from worker.queue import JobQueue
 
-from . import errors
+from . import errors, outage
 from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     """The service for ``settings`` (default: from the environment), enqueueing into ``queue``."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
-    lookup = VersionIdLookup(settings.database_url, active_ttl_s=settings.active_cache_s)
+    lookup = VersionIdLookup(settings.database_url, active_ttl_s=settings.active_cache_s,
+                             stale_grace_s=settings.stale_grace_s)
     factory = make_session_factory(engine)
     runner = None
     if queue is None:
@@ -112,9 +113,10 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.settings, app.state.engine, app.state.session_factory = settings, engine, factory
     app.state.version_lookup = lookup
     app.state.queue, app.state.runner = queue, runner
-    app.state.schedule_cache, app.state.key_cache = schedules.BodyCache(), KeyCache()
+    app.state.schedule_cache, app.state.key_cache = schedules.BodyCache(), KeyCache(stale_grace_s=settings.stale_grace_s)
     app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
     errors.install(app)
+    outage.install(app)
     app.openapi = _openapi_with_keys(app)
     for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
               dashboard.router):

@@ -10,12 +10,14 @@ transaction is open, take turns; transactions here are short.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+import psycopg
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -32,6 +34,14 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# The database could not be reached, dropped the connection (a restart, a network failure) or
+# had none free (a pool timeout): it may answer again in a moment, unlike a refused statement.
+# SQLAlchemy's errors, and the drivers' own for the connections ``api.lookup`` holds directly.
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError,
+    psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError, sqlite3.InterfaceError,
+)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -159,6 +169,6 @@ def downgrade(engine_or_url: Engine | str, revision: str = "base") -> None:
 
 
 __all__ = [
-    "Base", "UTCDateTime", "utcnow", "make_engine", "make_session_factory", "session_scope",
+    "DATABASE_UNREACHABLE", "Base", "UTCDateTime", "utcnow", "make_engine", "make_session_factory", "session_scope",
     "upgrade", "downgrade", "alembic_config", "MIGRATIONS_DIR",
 ]

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     auth_required: bool = True  # False only for the local embedded quickstart: every request has all scopes
     cors_origins: list[str] = []
     active_cache_s: float = Field(1.0, ge=0)  # API: how long a process reuses a resolved active schedule pointer
+    stale_grace_s: float = Field(300.0, ge=0)  # API, database unreachable: what it resolved this long ago is served, marked stale
     max_body_bytes: int = Field(2**20, gt=0)  # API: the largest request body read; past it a 413, before authentication
 
     @field_validator("admin_key")

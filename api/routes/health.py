@@ -1,16 +1,22 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (its database, and broker if any, answer)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (its database, the schedule lookup's own
+connections and the broker, if any, answer)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from ..deps import SessionDep, SettingsDep
+from ..lookup import VersionIdLookup
 
 router = APIRouter(tags=["health"])
+
+LOOKUP_WAIT_S = 2.0  # a lookup takes milliseconds: no connection free for this long is a drained pool
 
 
 @router.get("/healthz")
@@ -19,12 +25,28 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _ping_database(s: SessionDep) -> str | None:
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def _ping_database(factory: sessionmaker[Session]) -> str | None:
     try:
-        s.execute(text("SELECT 1"))
+        with factory() as s:
+            s.execute(text("SELECT 1"))
         return None
     except Exception as e:  # noqa: BLE001 - any failure means "not ready"; say which
-        return f"{type(e).__name__}: {e}".splitlines()[0]
+        return _reason(e)
+
+
+async def _ping_lookup(lookup: VersionIdLookup) -> str | None:
+    """None if a schedule lookup connection answers within ``LOOKUP_WAIT_S``, else what is wrong."""
+    try:
+        await asyncio.wait_for(lookup.ping(), LOOKUP_WAIT_S)
+        return None
+    except asyncio.TimeoutError:
+        return f"no connection free within {LOOKUP_WAIT_S:g} s ({lookup.describe()}): pool exhausted"
+    except Exception as e:  # noqa: BLE001
+        return _reason(e)
 
 
 def _ping_broker(url: str) -> str | None:
@@ -44,23 +66,26 @@ def _ping_broker(url: str) -> str | None:
                 conn.ensure_connection(max_retries=1)
         return None
     except Exception as e:  # noqa: BLE001
-        return f"{type(e).__name__}: {e}".splitlines()[0]
+        return _reason(e)
 
 
 @router.get("/readyz", responses={503: {"description": "A dependency is down; `detail` names it"}})
-def readyz(s: SessionDep, settings: SettingsDep) -> Any:
-    """Readiness: a database round trip and, when a broker is configured, a Redis PING."""
+async def readyz(request: Request) -> Any:
+    """Readiness: a database round trip, one through the schedule lookup's own connections
+    (``GET /schedules`` uses no other) and, when a broker is configured, a Redis PING."""
+    state = request.app.state
     checks: dict[str, str] = {}
     down: list[str] = []
-    err = _ping_database(s)
-    checks["database"] = "ok" if err is None else f"down: {err}"
-    if err is not None:
-        down.append(f"database down ({err})")
-    if settings.broker_url:
-        err = _ping_broker(settings.broker_url)
-        checks["broker"] = "ok" if err is None else f"down: {err}"
+
+    def record(name: str, label: str, err: str | None) -> None:
+        checks[name] = "ok" if err is None else f"down: {err}"
         if err is not None:
-            down.append(f"broker down ({err})")
+            down.append(f"{label} down ({err})")
+
+    record("database", "database", await run_in_threadpool(_ping_database, state.session_factory))
+    record("schedule_lookup", "schedule lookup pool", await _ping_lookup(state.version_lookup))
+    if state.settings.broker_url:
+        record("broker", "broker", await run_in_threadpool(_ping_broker, state.settings.broker_url))
     else:
         checks["broker"] = "none (embedded runner)"
     if down:

@@ -4,7 +4,8 @@
 one indexed query (the active pointer's primary key, or the version's unique key) for the
 version id; versions are immutable, so the response body and its ETag are cached per
 (version id, format) in the process and never go stale. Promotion moves the pointer, which
-the next request reads.
+the next request reads. While the database cannot be reached, what this process resolved within
+``LD3_STALE_GRACE_S`` is served with ``X-LD3-Stale: true`` (``api.outage``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from registry.tables import ModelRow
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
 from ..errors import field_error
+from ..outage import STALE_HEADER
 from ..params import Guidance, Model, Nfe, Solver, Version, VersionQuery
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -115,9 +117,11 @@ _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "s
 
 @router.get("/{model}/{solver}/{nfe}", response_model=ScheduleExport, openapi_extra={"parameters": [_IF_NONE_MATCH]},
             responses={304: {"description": "Not modified (If-None-Match matched the ETag)"},
-                       404: {"description": "No such schedule; `available_nfes` lists the NFEs that exist"}})
+                       404: {"description": "No such schedule; `available_nfes` lists the NFEs that exist"},
+                       503: {"description": "The database is unreachable and this process has nothing to serve from "
+                                            "its cache; `Retry-After` says when to try again"}})
 async def get_schedule(
-    request: Request, _: ReadDep, model: Model, solver: Solver, nfe: Nfe,
+    request: Request, caller: ReadDep, model: Model, solver: Solver, nfe: Nfe,
     version: VersionQuery = None,
     format: Annotated[ExportFormat, Query(description="raw | diffusers | k-diffusion | comfyui")] = "raw",
     guidance: Guidance = None,
@@ -125,16 +129,19 @@ async def get_schedule(
     """The active version (or ``?version=``) in the asked format, with ETag and Cache-Control.
 
     ``If-None-Match`` is read from the headers directly (a declared Header parameter costs more
-    than the whole database lookup on this path)."""
+    than the whole database lookup on this path). The database unreachable: what this process
+    resolved within ``LD3_STALE_GRACE_S``, with ``X-LD3-Stale: true``."""
     _check_solver(solver)
     state = request.app.state
-    version_id = await state.version_lookup(model, solver, nfe, guidance, version)  # api.lookup: one indexed query
+    version_id, stale = await state.version_lookup.resolve(model, solver, nfe, guidance, version)  # api.lookup: one indexed query
     if version_id is None:
         return await run_in_threadpool(_not_found_response, state, model, solver, nfe, guidance, version)
     hit = state.schedule_cache.get((version_id, format))
     body, etag = hit if hit is not None else await run_in_threadpool(_body, state, version_id, format)
     if_none_match = request.headers.get("if-none-match")
     headers = {"ETag": etag, "Cache-Control": ACTIVE_CACHE_CONTROL if version is None else VERSION_CACHE_CONTROL}
+    if stale or caller.stale:
+        headers[STALE_HEADER] = "true"
     if if_none_match is not None and (if_none_match.strip() == "*" or etag in {t.strip() for t in if_none_match.split(",")}):
         return Response(status_code=304, headers=headers)
     return Response(content=body, media_type="application/json", headers=headers)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.schemas import ScheduleVersionCreate
@@ -47,6 +53,60 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
     base = {"database_url": db_url, "broker_url": None, "admin_key": ADMIN_KEY, "auth_required": True, "active_cache_s": 0,
             "model_root": str(ROOT / "models"), "catalog_file": str(ROOT / "models" / "catalog.json")}
     return Settings(**{**base, **overrides})
+
+
+class _BrokenSqlite:
+    """Stands in for the lookup's SQLite connection once its file cannot be read any more."""
+
+    driver_connection = property(lambda self: self)
+
+    def execute(self, *_: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    def invalidate(self) -> None:
+        pass
+
+
+@contextmanager
+def database_down(app: Any) -> Iterator[None]:
+    """The app's database unreachable inside the block, back after it.
+
+    PostgreSQL, for real: the server refuses new connections to the test database and ends the
+    ones it has (what a stopped server or a restart does to a client). SQLite (a local file,
+    which cannot go away under an open connection): every new connection of the app's engines
+    fails and the lookup's persistent connection raises, as they would on an unreadable file."""
+    url = app.state.settings.database_url
+    lookup = app.state.version_lookup
+    if make_url(url).get_backend_name() != "sqlite":
+        name = make_url(url).database
+        admin = make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        try:
+            yield
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        return
+
+    def refuse(*_: Any) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    engines = (app.state.engine, lookup.engine)
+    for engine in engines:
+        event.listen(engine, "do_connect", refuse)
+        engine.dispose()
+    if lookup._conn is not None:
+        lookup._conn.invalidate()
+        lookup._conn = _BrokenSqlite()
+    try:
+        yield
+    finally:
+        for engine in engines:
+            event.remove(engine, "do_connect", refuse)
+        if isinstance(lookup._conn, _BrokenSqlite):
+            lookup._conn = None
 
 
 def vp_linear_alphas_cumprod(n: int = 1000) -> list[float]:

@@ -50,6 +50,16 @@ def test_key_cache_entries_expire():
     assert cache.get("digest") is None
 
 
+def test_while_the_database_is_unreachable_a_key_verified_within_the_grace_passes_marked_stale():
+    cache = KeyCache(ttl_s=0.0, stale_grace_s=0.05)
+    cache.put("digest", Principal("k", frozenset({"admin"})))
+    assert cache.get("digest") is None  # the verification has expired: the database is asked again
+    stale = cache.get_stale("digest")
+    assert stale == Principal("k", frozenset({"admin"}), stale=True) and cache.get_stale("other") is None
+    time.sleep(0.06)
+    assert cache.get_stale("digest") is None
+
+
 def test_unknown_keys_are_not_cached(client):
     client.get("/jobs", headers={"X-API-Key": "ld3_unknown"})
     assert client.app.state.key_cache.items == {}

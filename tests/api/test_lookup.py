@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import psycopg
 import pytest
@@ -144,6 +145,61 @@ def test_a_connection_the_server_dropped_is_replaced(db_url, add_version):
                 admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])  # a server restart, for one connection
             assert await asyncio.wait_for(lookup("ddpm-digits", "unipc", 5, None, None), timeout=10) == first
             assert conn.closed and lookup._pg.idle and lookup._pg.idle[0] is not conn
+        finally:
+            await lookup.aclose()
+
+    asyncio.run(run())
+
+
+def test_an_unreachable_database_serves_the_active_version_it_resolved_within_the_grace(db_url, factory, add_version):
+    add_version(5)
+    add_version(5, promote=False)
+    active = ("ddpm-digits", "unipc", 5, None, None)
+
+    async def unreachable(params):
+        raise psycopg.OperationalError("the database system is shutting down")
+
+    async def run():
+        lookup = VersionIdLookup(db_url, active_ttl_s=0, stale_grace_s=0.5)
+        try:
+            vid, stale = await lookup.resolve(*active)
+            assert vid is not None and not stale
+            pinned = await lookup("ddpm-digits", "unipc", 5, None, 2)
+            lookup._query = unreachable
+            assert await lookup.resolve(*active) == (vid, True)
+            assert await lookup.resolve("ddpm-digits", "unipc", 5, None, 2) == (pinned, False)  # immutable: no query
+            with pytest.raises(psycopg.OperationalError):
+                await lookup.resolve("ddpm-digits", "unipc", 6, None, None)  # never resolved: nothing to serve
+            await asyncio.sleep(0.5)
+            with pytest.raises(psycopg.OperationalError):
+                await lookup.resolve(*active)  # the grace is over
+        finally:
+            await lookup.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_sqlite_connection_that_failed_is_replaced(db_url, add_version):
+    add_version(5)
+
+    class Broken:
+        driver_connection = property(lambda self: self)
+
+        def execute(self, *_):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def invalidate(self):
+            pass
+
+    async def run():
+        lookup = VersionIdLookup(db_url, active_ttl_s=0)
+        try:
+            first = await lookup("ddpm-digits", "unipc", 5, None, None)
+            lookup._conn = Broken()
+            with pytest.raises(sqlite3.OperationalError):
+                await lookup("ddpm-digits", "unipc", 5, None, None)
+            assert await lookup("ddpm-digits", "unipc", 5, None, None) == first  # a new connection
         finally:
             await lookup.aclose()
 

@@ -45,6 +45,15 @@ def test_checkpoint_retention_defaults_to_a_week_and_refuses_negatives(monkeypat
         Settings(checkpoint_retention_s=-1)
 
 
+def test_stale_grace_defaults_to_five_minutes_and_refuses_negatives(monkeypatch):
+    monkeypatch.delenv("LD3_STALE_GRACE_S", raising=False)
+    assert Settings().stale_grace_s == 300
+    monkeypatch.setenv("LD3_STALE_GRACE_S", "0")
+    assert Settings().stale_grace_s == 0  # nothing served stale
+    with pytest.raises(ValidationError, match="stale_grace_s"):
+        Settings(stale_grace_s=-1)
+
+
 def test_the_shipped_models_are_found_from_any_working_directory(monkeypatch, tmp_path):
     from registry.settings import SHIPPED_MODELS, Settings
 

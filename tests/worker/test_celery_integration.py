@@ -8,12 +8,9 @@ process started here is killed at the end.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,11 +23,10 @@ from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
 
 from worker_support import (
-    MODEL, NFE, ROOT, SOLVER, TEST_REDIS_URL, checkpoint_iteration, events, factory_with_model, job, tiny_options,
+    MODEL, NFE, SOLVER, TEST_REDIS_URL, Workers, checkpoint_iteration, events, factory_with_model, job, tiny_options,
     wait_for,
 )
 
-CELERY = Path(sys.executable).parent / "celery"
 TIMEOUT = 120  # per wait; a job here takes seconds, a worker start a few more
 
 
@@ -42,41 +38,6 @@ def db_url(make_pg_database: Callable[..., str]) -> str:
 @pytest.fixture(scope="module")
 def factory(db_url: str) -> Iterator[sessionmaker[Session]]:
     yield from factory_with_model(db_url)
-
-
-class Workers:
-    """Starts ``celery worker`` processes (own process groups, logs under ``tmp``) and kills them all at the end."""
-
-    def __init__(self, db_url: str, tmp: Path) -> None:
-        self.db_url, self.tmp, self.procs = db_url, tmp, {}
-        self.env = {
-            **os.environ, "LD3_DATABASE_URL": db_url, "LD3_BROKER_URL": TEST_REDIS_URL, "LD3_MODEL_ROOT": str(ROOT / "models"),
-            "LD3_DEVICE": "cpu", "LD3_HEARTBEAT_S": "0.2", "LD3_STALE_AFTER_S": "2", "LD3_PROGRESS_EVERY_S": "0.2",
-            "LD3_CHECKPOINT_EVERY_S": "0.05", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-        }
-
-    def start(self, name: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "wb")
-        proc = subprocess.Popen(
-            [str(CELERY), "-A", "worker.celery_app", "worker", "-Q", "gpu", "-c", "1", "--pool", "solo", "-n", f"{name}@%h",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        self.procs[name] = proc
-        return proc
-
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("*.log")))
-
-    def close(self) -> None:
-        for name in self.procs:
-            self.kill(name)
 
 
 @pytest.fixture(scope="module")

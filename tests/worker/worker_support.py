@@ -6,6 +6,9 @@ Jobs run on the analytic ``gmm2d-edm`` model with tiny configurations (seconds).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from registry.settings import Settings
 from registry.tables import JobRow
 
 ROOT = Path(__file__).resolve().parents[2]
+CELERY = Path(sys.executable).parent / "celery"
 TEST_REDIS_URL = os.environ.get("LD3_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 MODEL = "gmm2d"
 MODEL_SPEC = {"key": MODEL, "format": "analytic", "location": "gmm2d-edm", "schedule": "builtin",
@@ -102,3 +106,40 @@ def failed_with_checkpoint(factory: sessionmaker[Session], *, failed_s_ago: floa
         s.execute(update(JobRow).where(JobRow.id == job_id)
                   .values(finished_at=utcnow() - dt.timedelta(seconds=failed_s_ago)))
     return job_id
+
+
+class Workers:
+    """Starts ``celery worker`` processes (own process groups, logs under ``tmp``) and kills them all at the end.
+
+    ``env``: ``LD3_*`` variables that replace the fast test defaults below."""
+
+    def __init__(self, db_url: str, tmp: Path, **env: str) -> None:
+        self.db_url, self.tmp, self.procs = db_url, tmp, {}
+        self.env = {
+            **os.environ, "LD3_DATABASE_URL": db_url, "LD3_BROKER_URL": TEST_REDIS_URL, "LD3_MODEL_ROOT": str(ROOT / "models"),
+            "LD3_DEVICE": "cpu", "LD3_HEARTBEAT_S": "0.2", "LD3_STALE_AFTER_S": "2", "LD3_PROGRESS_EVERY_S": "0.2",
+            "LD3_CHECKPOINT_EVERY_S": "0.05", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env,
+        }
+
+    def start(self, name: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "wb")
+        proc = subprocess.Popen(
+            [str(CELERY), "-A", "worker.celery_app", "worker", "-Q", "gpu", "-c", "1", "--pool", "solo", "-n", f"{name}@%h",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("*.log")))
+
+    def close(self) -> None:
+        for name in self.procs:
+            self.kill(name)
