@@ -25,6 +25,14 @@ MAX_SAMPLES = 10_000
 INT32_MAX = 2**31 - 1  # INTEGER columns: ids, version numbers, seeds
 INT64_MAX = 2**63 - 1  # the widest integer either database takes (PostgreSQL BIGINT and OFFSET, SQLite)
 MAX_SEED = INT32_MAX  # stored in a 32-bit integer column
+# Upper bounds of the numeric LD3 options: far above the paper's values, yet finite, so that the
+# worker's arithmetic stays finite (a learning rate / NFE held even in float16, whose largest value
+# is 65504; the soft-teacher ball radius gamma * d / NFE^2 * sigma_T in float32).
+MAX_LEARNING_RATE = 1e4  # lr_xi, lr_xic, lr_x, min_lr_xi, min_lr_xic (the paper's largest: lr_x = 12)
+MAX_GAMMA = 10.0  # the paper's: 0.001
+MAX_CLIP = 1e6  # gradient-norm clip; the paper's: 1
+MAX_GUARD_Z = 100.0  # the test guard's z; the default 1.645 is a one-sided 95% bound
+MAX_ITERATIONS = 1_000_000  # patience and val_every, counted in training iterations
 
 ModelKey = Annotated[str, Field(pattern=MODEL_KEY_PATTERN, description="catalog key")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -74,28 +82,43 @@ class JobOptions(BaseModel):
     n_val: int = Field(50, ge=1, le=MAX_SAMPLES)
     n_test: int = Field(100, ge=1, le=MAX_SAMPLES)
     heuristics: list[str] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1)
-    starts: int = Field(3, ge=1, description="best heuristics (on validation) trained side by side")
+    starts: int = Field(3, ge=1, le=len(solvers.HEURISTIC_NAMES),
+                        description="best heuristics (on validation) trained side by side")
     init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone")
-    guard_z: float = Field(1.645, ge=0, allow_inf_nan=False)
+    guard_z: float = Field(1.645, ge=0, le=MAX_GUARD_Z, allow_inf_nan=False,
+                           description=f"the test guard's z (LD3 must beat the best heuristic by z standard errors); "
+                                       f"at most {MAX_GUARD_Z:g}")
     eval_batch_size: int = Field(64, ge=1, le=4096, description="teacher and evaluation batch")
     # LD3.
     loss: Literal["lpips", "lpips_alex", "l2", "l1"] = "lpips"
     mode: Literal["time", "lambda"] = "time"
     decoupled: bool = True
     soft: bool = True
-    gamma: float = Field(0.001, ge=0, allow_inf_nan=False)
+    gamma: float = Field(0.001, ge=0, le=MAX_GAMMA, allow_inf_nan=False,
+                         description=f"soft-teacher ball radius r = gamma * d / NFE^2; at most {MAX_GAMMA:g}")
     phase1_epochs: int = Field(2, ge=0, le=1000)
     phase2_epochs: int | None = Field(None, ge=0, le=1000)
-    lr_xi: float | None = Field(None, ge=0, allow_inf_nan=False)
-    lr_xic: float | None = Field(None, ge=0, allow_inf_nan=False)
-    lr_x: float = Field(12.0, ge=0, allow_inf_nan=False)
+    lr_xi: float | None = Field(None, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                                description=f"RMSprop learning rate of the step times (default: the model's recipe); "
+                                            f"at most {MAX_LEARNING_RATE:g}")
+    lr_xic: float | None = Field(None, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                                 description=f"SGD learning rate of the model-input times, divided by the NFE (default: "
+                                             f"the model's recipe); at most {MAX_LEARNING_RATE:g}")
+    lr_x: float = Field(12.0, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                        description=f"SGD learning rate of the moved noise x'_T, divided by the NFE; "
+                                    f"at most {MAX_LEARNING_RATE:g}")
     momentum: float = Field(0.9, ge=0, lt=1)
-    clip: float = Field(1.0, ge=0, allow_inf_nan=False)
-    patience: int = Field(5, ge=1)
+    clip: float = Field(1.0, ge=0, le=MAX_CLIP, allow_inf_nan=False,
+                        description=f"gradient-norm clip of the step times; at most {MAX_CLIP:g}")
+    patience: int = Field(5, ge=1, le=MAX_ITERATIONS, description=f"iterations without validation improvement before "
+                                                                  f"a decay; at most {MAX_ITERATIONS}")
     factor: float = Field(0.8, gt=0, lt=1)
-    min_lr_xi: float = Field(5e-5, ge=0, allow_inf_nan=False)
-    min_lr_xic: float = Field(1e-6, ge=0, allow_inf_nan=False)
-    val_every: int = Field(5, ge=1)
+    min_lr_xi: float = Field(5e-5, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                             description=f"floor of lr_xi's decay; at most {MAX_LEARNING_RATE:g}")
+    min_lr_xic: float = Field(1e-6, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                              description=f"floor of lr_xic's decay; at most {MAX_LEARNING_RATE:g}")
+    val_every: int = Field(5, ge=1, le=MAX_ITERATIONS,
+                           description=f"validate every k iterations (and at every epoch end); at most {MAX_ITERATIONS}")
     select_on: Literal["hard", "soft"] = "hard"
     restore: bool = False
     accept_moves: bool = False
@@ -444,4 +467,5 @@ __all__ = [
     "JobOptions", "JobCreate", "JobProgress", "JobPublic", "JobEventPublic", "ScheduleVersionCreate",
     "ScheduleVersionPublic", "ScheduleExport", "ModelCreate", "ModelPublic", "ApiKeyCreate", "ApiKeyPublic",
     "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN", "INT32_MAX", "INT64_MAX", "NoNul", "refuse_nul",
+    "MAX_LEARNING_RATE", "MAX_GAMMA", "MAX_CLIP", "MAX_GUARD_Z", "MAX_ITERATIONS",
 ]
