@@ -41,7 +41,8 @@ class JobsPublic(BaseModel):
 
 
 def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str, Any]]:
-    """Field errors where the job's guidance, class labels or prompts do not fit the model's conditioning."""
+    """Field errors where the job's guidance, class labels or prompts do not fit the model's conditioning
+    (``worker.sampling``'s rules, checked here so that such a job is refused at submit, not failed in the worker)."""
     cond, o, errors = spec.get("conditioning", "none"), data.options, []
 
     def bad(field: str, msg: str) -> None:
@@ -51,6 +52,8 @@ def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str,
         bad("class_labels", f"model {data.model!r} is not class-conditional (conditioning {cond!r})")
     if o.prompts is not None and cond != "text":
         bad("prompts", f"model {data.model!r} takes no text prompts (conditioning {cond!r})")
+    if o.prompts is None and cond == "text":
+        bad("prompts", f"model {data.model!r} is text-conditional: give the prompts to learn the schedule on")
     if o.guidance is not None and cond == "none":
         bad("guidance", f"model {data.model!r} is unconditional (conditioning 'none'): classifier-free guidance needs a conditional model")
     n_classes = spec.get("num_classes")

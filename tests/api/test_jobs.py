@@ -90,6 +90,13 @@ def test_conditioning_errors_is_empty_for_a_fitting_job():
     assert conditioning_errors(text_spec, data) == []
 
 
+def test_a_text_conditional_model_needs_prompts():
+    """The worker refuses a text model's job without prompts; the API refuses it at submit."""
+    text_spec = {**CLASS_MODEL, "conditioning": "text"}
+    (err,) = conditioning_errors(text_spec, JobCreate(model="sd-tiny", solver="unipc", nfe=5, options={"guidance": 7.5}))
+    assert err["loc"] == ["body", "options", "prompts"] and "text-conditional" in err["msg"]
+
+
 def test_a_broker_failure_is_a_503_and_the_job_stays_queued(client, queue, factory):
     queue.fail = ConnectionError("redis down")
     r = client.post("/jobs", json=JOB, headers=ADMIN)
