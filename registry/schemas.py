@@ -15,7 +15,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
                       model_validator)
 
 from . import solvers
-from .catalog import ModelSpec
+from .catalog import MAX_CLASSES, MAX_SHAPE_DIMS, MAX_SHAPE_SIZE, ModelSpec
 from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
 
 MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key rule
@@ -127,7 +127,8 @@ class JobOptions(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     # Conditioning (checked against the model's conditioning by the API).
     guidance: float | None = Field(None, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance scale")
-    class_labels: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
+    class_labels: list[Annotated[int, Field(ge=0, le=MAX_CLASSES - 1)]] | None = Field(None, min_length=1,
+                                                                                      max_length=MAX_SAMPLES)
     prompts: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
 
     @field_validator("teacher_solver")
@@ -397,16 +398,18 @@ class ModelCreate(BaseModel):
     location: str = Field(min_length=1, max_length=1024)
     schedule: dict[str, Any] | str
     prediction: str
-    sample_shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, max_length=8)
+    sample_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] = Field(min_length=1, max_length=MAX_SHAPE_DIMS)
     conditioning: Literal["none", "class", "text"] = "none"
     sha256: str | None = None
     architecture: str | None = None
-    num_classes: int | None = Field(None, description="class conditioning: labels 0..num_classes-1 (required then)")
-    null_class: int | None = Field(None, description="class conditioning: the unconditional label of classifier-free "
-                                                     "guidance, not one of the classes (required then)")
-    image_shape: list[Annotated[int, Field(gt=0)]] | None = Field(
-        None, min_length=1, max_length=8, description="latent diffusers pipelines: the decoded image shape "
-                                                      "(sample_shape is then the latent shape)")
+    num_classes: int | None = Field(None, ge=1, le=MAX_CLASSES,
+                                    description="class conditioning: labels 0..num_classes-1 (required then)")
+    null_class: int | None = Field(None, ge=0, le=MAX_CLASSES,
+                                   description="class conditioning: the unconditional label of classifier-free "
+                                               "guidance, not one of the classes (required then)")
+    image_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] | None = Field(
+        None, min_length=1, max_length=MAX_SHAPE_DIMS, description="latent diffusers pipelines: the decoded image shape "
+                                                                   "(sample_shape is then the latent shape)")
     description: str = Field("", max_length=4000)
 
     @model_validator(mode="after")
