@@ -2,7 +2,8 @@
 
 FastAPI's default 422 body echoes the raw pydantic errors (with the offending input and a docs
 URL). Ours keeps ``{"detail": [{"loc": [...], "msg": "..."}]}`` with a message that reads on
-its own, and says what was wrong with malformed JSON.
+its own, and says what was wrong with malformed JSON. ``ErrorBody`` and ``ValidationErrorBody``
+are those bodies in the OpenAPI schema; a route documents its own errors with ``documented``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,32 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class FieldError(BaseModel):
+    """One bad input: where it is (``["body", "options", "lr_x"]``) and why, the field named in ``msg``."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """An error answer: ``detail`` says what went wrong, as a message or one entry per bad field."""
+
+    detail: str | list[FieldError]
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422: one entry per bad input, each naming the field and the reason."""
+
+    detail: list[FieldError]
+
+
+def documented(errors: dict[int, str], model: type[BaseModel] = ErrorBody) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for its own error statuses: ``{404: "No job has this id"}``."""
+    return {status: {"model": model, "description": text} for status, text in errors.items()}
 
 
 # registry.catalog.ModelSpec names the field in its message: put it in ``loc`` too.

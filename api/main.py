@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,8 +24,8 @@ from registry.settings import Settings, get_settings
 from registry.tables import JobRow
 from worker.queue import JobQueue
 
-from . import errors
-from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
+from . import errors, openapi
+from .auth import KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
 from .lookup import VersionIdLookup
@@ -49,26 +48,6 @@ def count_jobs_by_state(factory: sessionmaker[Session]) -> dict[str, int]:
     except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down; /readyz says so
         log.warning("metrics: cannot count jobs by state", exc_info=True)
         return {}
-
-
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
-
-
-def _openapi_with_keys(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """OpenAPI schema with the API-key schemes; every route but the public ones requires one."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-            schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
-            for path in PUBLIC_PATHS:
-                for op in schema["paths"].get(path, {}).values():
-                    op["security"] = []
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi
 
 
 def _default_queue(settings: Settings, factory: sessionmaker[Session]) -> tuple[JobQueue, object | None]:
@@ -115,10 +94,10 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.schedule_cache, app.state.key_cache = schedules.BodyCache(), KeyCache()
     app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
     errors.install(app)
-    app.openapi = _openapi_with_keys(app)
     for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
               dashboard.router):
         app.include_router(r)
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside CORS: a browser reads the 413
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

@@ -6,11 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from ..deps import SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    """``/readyz``'s answer: each dependency's state; on a 503, ``detail`` names what is down."""
+
+    status: str | None = None
+    detail: str | None = None
+    checks: dict[str, str]
 
 
 @router.get("/healthz")
@@ -47,7 +56,8 @@ def _ping_broker(url: str) -> str | None:
         return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency is down; `detail` names it"}})
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "A dependency is down; `detail` names it"}})
 def readyz(s: SessionDep, settings: SettingsDep) -> Any:
     """Readiness: a database round trip and, when a broker is configured, a Redis PING."""
     checks: dict[str, str] = {}

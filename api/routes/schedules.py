@@ -28,13 +28,23 @@ from registry.tables import ModelRow
 
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
-from ..errors import field_error
+from ..errors import ErrorBody, documented, field_error
 from ..params import Guidance, Model, Nfe, Solver, Version, VersionQuery
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 ACTIVE_CACHE_CONTROL = "public, max-age=30, must-revalidate"  # the pointer can move: revalidate soon
 VERSION_CACHE_CONTROL = "public, max-age=31536000, immutable"  # ?version=N never changes
+
+
+class ScheduleNotFound(ErrorBody):
+    """A 404: what is missing, and the NFEs that do have a schedule for (model, solver)."""
+
+    available_nfes: list[int]
+
+
+NOT_FOUND = documented({404: "No such schedule or version; `available_nfes` lists the NFEs that have one"},
+                       ScheduleNotFound)
 
 
 class BodyCache:
@@ -114,8 +124,7 @@ _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "s
 
 
 @router.get("/{model}/{solver}/{nfe}", response_model=ScheduleExport, openapi_extra={"parameters": [_IF_NONE_MATCH]},
-            responses={304: {"description": "Not modified (If-None-Match matched the ETag)"},
-                       404: {"description": "No such schedule; `available_nfes` lists the NFEs that exist"}})
+            responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}, **NOT_FOUND})
 async def get_schedule(
     request: Request, _: ReadDep, model: Model, solver: Solver, nfe: Nfe,
     version: VersionQuery = None,
@@ -140,7 +149,7 @@ async def get_schedule(
     return Response(content=body, media_type="application/json", headers=headers)
 
 
-@router.get("/{model}/{solver}/{nfe}/versions", response_model=list[ScheduleVersionPublic])
+@router.get("/{model}/{solver}/{nfe}/versions", response_model=list[ScheduleVersionPublic], responses=NOT_FOUND)
 def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solver, nfe: Nfe,
                            guidance: Guidance = None) -> Any:
     """Every version of (model, solver, nfe[, guidance]), oldest first; ``active`` marks the served one."""
@@ -152,7 +161,8 @@ def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solv
     return [ScheduleVersionPublic.from_row(r, active=active is not None and r.id == active.id) for r in rows]
 
 
-@router.post("/{model}/{solver}/{nfe}/versions/{version}/promote", response_model=ScheduleVersionPublic)
+@router.post("/{model}/{solver}/{nfe}/versions/{version}/promote", response_model=ScheduleVersionPublic,
+             responses=NOT_FOUND)
 def promote_version(request: Request, s: SessionDep, admin: AdminDep, model: Model, solver: Solver, nfe: Nfe,
                     version: Version, guidance: Guidance = None) -> Any:
     """Serve ``version`` from now on (admin). Rollback is the promotion of an older version."""
