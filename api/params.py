@@ -14,18 +14,17 @@ from fastapi import Path, Query
 from pydantic import Field, StringConstraints
 
 from registry import solvers
-from registry.schemas import INT32_MAX, INT64_MAX, NoNul
+from registry.schemas import INT32_MAX, INT64_MAX, KnownSolver, NoNul
 
 # Column ranges.
 Int32 = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
 Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 # Text columns; the length rules come before NoNul so that their messages stay pydantic's own.
 CatalogKey = Annotated[str, StringConstraints(max_length=128), NoNul]
-SolverName = Annotated[str, StringConstraints(max_length=32), NoNul]
 JobIdText = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
 
 Model = Annotated[CatalogKey, Path(description="catalog key")]
-Solver = Annotated[SolverName, Path(description="solver name")]
+Solver = Annotated[KnownSolver, Path(description="solver name")]
 Nfe = Annotated[int, Path(ge=1, le=solvers.MAX_NFE, description="network evaluations")]
 Guidance = Annotated[float | None, Query(ge=0, le=100, allow_inf_nan=False, description="guidance scale, if the schedule has one")]
 Version = Annotated[Int32, Path(ge=1, description="the version number")]

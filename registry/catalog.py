@@ -43,7 +43,8 @@ FROM_SCHEDULER_CONFIG = "from_scheduler_config"  # diffusers folders: schedule/p
 BUILTIN = "builtin"  # analytic models: schedule/prediction fixed by the built-in model
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_SHA256 = re.compile(SHA256_PATTERN)
 
 
 def _fail(name: str, reason: str) -> None:

@@ -15,7 +15,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
                       model_validator)
 
 from . import solvers
-from .catalog import MAX_CLASSES, MAX_SHAPE_DIMS, MAX_SHAPE_SIZE, ModelSpec
+from . import noise_schedules
+from .catalog import (ARCHITECTURES, BUILTIN, FROM_SCHEDULER_CONFIG, MAX_CLASSES, MAX_SHAPE_DIMS, MAX_SHAPE_SIZE,
+                      PREDICTIONS, SHA256_PATTERN, ModelSpec)
 from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
 
 MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key rule
@@ -39,6 +41,10 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Scope = Literal["schedules:read", "jobs:submit", "admin"]
 ExportFormat = Literal["raw", "diffusers", "k-diffusion", "comfyui"]
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Names checked with messages that list the known ones; the schema lists them as an enum.
+KnownSolver = Annotated[str, AfterValidator(solvers.check_solver), Field(json_schema_extra={"enum": list(solvers.SOLVER_NAMES)})]
+KnownHeuristic = Annotated[str, AfterValidator(solvers.check_heuristic),
+                           Field(json_schema_extra={"enum": list(solvers.HEURISTIC_NAMES)})]
 
 
 def refuse_nul(value: str) -> str:
@@ -56,12 +62,6 @@ PIXEL_RECIPE = {"lr_xi": 5e-3, "lr_xic": 0.1, "phase2_epochs": 5}
 LATENT_RECIPE = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}
 
 
-def _known(name: str, value: str, known: tuple[str, ...]) -> str:
-    if value not in known:
-        raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
-    return value
-
-
 class JobOptions(BaseModel):
     """LD3 options of a job; every field optional, defaults are ld3core's (the paper's recipe).
 
@@ -73,18 +73,21 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Teacher.
-    teacher_solver: str = "unipc"
+    teacher_solver: KnownSolver = "unipc"
     teacher_nfe: int = Field(20, ge=1, le=1000)
-    teacher_heuristic: str = "logsnr"
+    teacher_heuristic: KnownHeuristic = "logsnr"
     # Data: teacher pairs per split, starts, the test guard.
     batch_size: int = Field(2, ge=1, le=1024, description="training batch (pairs per iteration)")
     n_train: int = Field(50, ge=1, le=MAX_SAMPLES)
     n_val: int = Field(50, ge=1, le=MAX_SAMPLES)
     n_test: int = Field(100, ge=1, le=MAX_SAMPLES)
-    heuristics: list[str] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1)
+    heuristics: list[KnownHeuristic] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1,
+                                             max_length=len(solvers.HEURISTIC_NAMES),
+                                             json_schema_extra={"uniqueItems": True})
     starts: int = Field(3, ge=1, le=len(solvers.HEURISTIC_NAMES),
                         description="best heuristics (on validation) trained side by side")
-    init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone")
+    init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone",
+                      json_schema_extra={"enum": ["best", *solvers.HEURISTIC_NAMES]})
     guard_z: float = Field(1.645, ge=0, le=MAX_GUARD_Z, allow_inf_nan=False,
                            description=f"the test guard's z (LD3 must beat the best heuristic by z standard errors); "
                                        f"at most {MAX_GUARD_Z:g}")
@@ -131,16 +134,6 @@ class JobOptions(BaseModel):
                                                                                       max_length=MAX_SAMPLES)
     prompts: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
 
-    @field_validator("teacher_solver")
-    @classmethod
-    def _teacher_solver(cls, v: str) -> str:
-        return _known("solver", v, solvers.SOLVER_NAMES)
-
-    @field_validator("teacher_heuristic")
-    @classmethod
-    def _teacher_heuristic(cls, v: str) -> str:
-        return _known("heuristic", v, solvers.HEURISTIC_NAMES)
-
     @field_validator("n_train")
     @classmethod
     def _enough_train_pairs(cls, v: int, info: ValidationInfo) -> int:
@@ -152,8 +145,6 @@ class JobOptions(BaseModel):
     @field_validator("heuristics")
     @classmethod
     def _heuristics(cls, v: list[str]) -> list[str]:
-        for h in v:
-            _known("heuristic", h, solvers.HEURISTIC_NAMES)
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate heuristics in {v}")
         return v
@@ -215,14 +206,9 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelKey
-    solver: str
+    solver: KnownSolver
     nfe: int = Field(ge=1, le=solvers.MAX_NFE)
     options: JobOptions = Field(default_factory=JobOptions)
-
-    @field_validator("solver")
-    @classmethod
-    def _solver(cls, v: str) -> str:
-        return solvers.check_solver(v)
 
     @field_validator("nfe")
     @classmethod
@@ -307,7 +293,7 @@ class ScheduleVersionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_key: ModelKey
-    solver: str
+    solver: KnownSolver
     nfe: int = Field(ge=1, le=solvers.MAX_NFE)
     guidance: float | None = Field(None, ge=0, allow_inf_nan=False)
     t_steps: list[FiniteFloat]
@@ -325,11 +311,6 @@ class ScheduleVersionCreate(BaseModel):
     quality: dict[str, Any]
     job_id: str | None = None
     samples_png: bytes | None = None
-
-    @field_validator("solver")
-    @classmethod
-    def _solver(cls, v: str) -> str:
-        return solvers.check_solver(v)
 
     @model_validator(mode="after")
     def _lengths(self) -> "ScheduleVersionCreate":
@@ -396,12 +377,14 @@ class ModelCreate(BaseModel):
     key: ModelKey
     format: Literal["diffusers", "safetensors", "analytic", "pickle"]
     location: str = Field(min_length=1, max_length=1024)
-    schedule: dict[str, Any] | str
-    prediction: str
+    schedule: Annotated[dict[str, Any], Field(json_schema_extra={
+        "properties": {"name": {"enum": list(noise_schedules.NAMES)}}, "required": ["name"]})] | Annotated[
+        str, Field(json_schema_extra={"enum": [FROM_SCHEDULER_CONFIG, BUILTIN]})]
+    prediction: str = Field(json_schema_extra={"enum": [*PREDICTIONS, FROM_SCHEDULER_CONFIG, BUILTIN]})
     sample_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] = Field(min_length=1, max_length=MAX_SHAPE_DIMS)
     conditioning: Literal["none", "class", "text"] = "none"
-    sha256: str | None = None
-    architecture: str | None = None
+    sha256: Annotated[str, Field(json_schema_extra={"pattern": SHA256_PATTERN})] | None = None
+    architecture: Annotated[str, Field(json_schema_extra={"enum": list(ARCHITECTURES)})] | None = None
     num_classes: int | None = Field(None, ge=1, le=MAX_CLASSES,
                                     description="class conditioning: labels 0..num_classes-1 (required then)")
     null_class: int | None = Field(None, ge=0, le=MAX_CLASSES,
@@ -436,7 +419,7 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul]
-    scopes: list[Scope] = Field(min_length=1)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES), json_schema_extra={"uniqueItems": True})
 
     @field_validator("scopes")
     @classmethod

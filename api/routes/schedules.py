@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from registry import exports
 from registry import schedules as q
-from registry import solvers
 from registry.schemas import ExportFormat, ScheduleExport, ScheduleVersionPublic
 from registry.tables import ModelRow
 
@@ -109,11 +108,6 @@ def _not_found(s: Session, model: str, solver: str, nfe: int, guidance: float | 
     return JSONResponse(status_code=404, content={"detail": msg, "available_nfes": nfes})
 
 
-def _check_solver(solver: str) -> None:
-    if solver not in solvers.EVALS_PER_STEP:
-        raise HTTPException(422, detail=[field_error(["path", "solver"], f"solver: unknown solver {solver!r}; known: {', '.join(solvers.SOLVER_NAMES)}")])
-
-
 def _not_found_response(state: Any, *args: Any) -> JSONResponse:
     with state.session_factory() as s:
         return _not_found(s, *args)
@@ -135,7 +129,6 @@ async def get_schedule(
 
     ``If-None-Match`` is read from the headers directly (a declared Header parameter costs more
     than the whole database lookup on this path)."""
-    _check_solver(solver)
     state = request.app.state
     version_id = await state.version_lookup(model, solver, nfe, guidance, version)  # api.lookup: one indexed query
     if version_id is None:
@@ -153,7 +146,6 @@ async def get_schedule(
 def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solver, nfe: Nfe,
                            guidance: Guidance = None) -> Any:
     """Every version of (model, solver, nfe[, guidance]), oldest first; ``active`` marks the served one."""
-    _check_solver(solver)
     rows = q.list_versions(s, model, solver, nfe, guidance)
     if not rows:
         return _not_found(s, model, solver, nfe, guidance, None)
@@ -166,7 +158,6 @@ def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solv
 def promote_version(request: Request, s: SessionDep, admin: AdminDep, model: Model, solver: Solver, nfe: Nfe,
                     version: Version, guidance: Guidance = None) -> Any:
     """Serve ``version`` from now on (admin). Rollback is the promotion of an older version."""
-    _check_solver(solver)
     row = q.get_version(s, model, solver, nfe, version, guidance)
     if row is None:
         return _not_found(s, model, solver, nfe, guidance, version)

@@ -58,3 +58,29 @@ def test_the_error_bodies_are_what_the_server_sends(client):
     assert r.status_code == 401 and isinstance(r.json()["detail"], str)
     r = client.get("/jobs?limit=0", headers=ADMIN)
     assert r.status_code == 422 and set(r.json()["detail"][0]) == {"loc", "msg", "type"}
+
+
+def test_the_schema_states_the_limits_the_server_enforces(client):
+    from registry.solvers import HEURISTIC_NAMES, SOLVER_NAMES
+
+    spec = client.get("/openapi.json").json()
+    schemas, ops = spec["components"]["schemas"], operations(spec)
+    (solver_param,) = [p for p in ops[("get", "/schedules/{model}/{solver}/{nfe}")]["parameters"] if p["name"] == "solver"]
+    assert solver_param["schema"]["enum"] == list(SOLVER_NAMES) == schemas["JobCreate"]["properties"]["solver"]["enum"]
+    options = schemas["JobOptions"]["properties"]
+    assert options["teacher_solver"]["enum"] == list(SOLVER_NAMES)
+    assert options["heuristics"]["uniqueItems"] and options["heuristics"]["items"]["enum"] == list(HEURISTIC_NAMES)
+    assert options["lr_x"]["maximum"] == 1e4 and "at most 10000" in options["lr_x"]["description"]
+    scopes = schemas["ApiKeyCreate"]["properties"]["scopes"]
+    assert scopes["uniqueItems"] and scopes["maxItems"] == 3
+    model = schemas["ModelCreate"]["properties"]
+    assert model["sha256"]["anyOf"][0]["pattern"] == "^[0-9a-f]{64}$" and model["sample_shape"]["items"]["maximum"] == 65536
+    assert model["architecture"]["anyOf"][0]["enum"] == ["tiny_conv"] and model["location"]["maxLength"] == 1024
+
+    r = client.get("/schedules/ddpm-digits/rk4/5", headers=ADMIN)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "solver"] and "unknown solver 'rk4'" in r.text
+    r = client.post("/keys", json={"name": "k", "scopes": ["admin", "admin"]}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "scopes"]
+    r = client.post("/jobs", json={"model": "ddpm-digits", "solver": "unipc", "nfe": 5,
+                                   "options": {"heuristics": ["edm", "edm"]}}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "options", "heuristics"]
