@@ -14,7 +14,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +24,7 @@ from registry.settings import Settings, get_settings
 from registry.tables import JobRow
 from worker.queue import JobQueue
 
-from . import errors, openapi
+from . import errors, openapi, params
 from .auth import KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
@@ -87,7 +87,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
             engine.dispose()
             await lookup.aclose()
 
-    app = FastAPI(title="LD3 schedule service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="LD3 schedule service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  dependencies=[Depends(params.refuse_repeated_query)])
     app.state.settings, app.state.engine, app.state.session_factory = settings, engine, factory
     app.state.version_lookup = lookup
     app.state.queue, app.state.runner = queue, runner
