@@ -25,6 +25,7 @@ from registry.tables import JobRow
 from worker.queue import JobQueue
 
 from . import errors, openapi, params
+from .allowed_methods import AllowedMethodsMiddleware
 from .auth import KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
               dashboard.router):
         app.include_router(r)
     openapi.install(app)
+    app.add_middleware(AllowedMethodsMiddleware, routes=app.routes)  # innermost: answers OPTIONS, corrects 405s
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside CORS: a browser reads the 413
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
