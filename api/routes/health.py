@@ -14,11 +14,17 @@ from ..deps import SessionDep, SettingsDep
 router = APIRouter(tags=["health"])
 
 
-class Readiness(BaseModel):
-    """``/readyz``'s answer: each dependency's state; on a 503, ``detail`` names what is down."""
+class Ready(BaseModel):
+    """``/readyz`` when every dependency answers: each one's state."""
 
-    status: str | None = None
-    detail: str | None = None
+    status: str
+    checks: dict[str, str]
+
+
+class NotReady(BaseModel):
+    """``/readyz``'s 503: ``detail`` names what is down, ``checks`` each dependency's state."""
+
+    detail: str
     checks: dict[str, str]
 
 
@@ -56,8 +62,8 @@ def _ping_broker(url: str) -> str | None:
         return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-@router.get("/readyz", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "A dependency is down; `detail` names it"}})
+@router.get("/readyz", response_model=Ready,
+            responses={503: {"model": NotReady, "description": "A dependency is down; `detail` names it"}})
 def readyz(s: SessionDep, settings: SettingsDep) -> Any:
     """Readiness: a database round trip and, when a broker is configured, a Redis PING."""
     checks: dict[str, str] = {}
