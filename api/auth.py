@@ -147,6 +147,7 @@ def require(scope: str) -> Callable[..., Principal]:
             raise HTTPException(403, detail=f"API key {principal.name!r} lacks the scope {scope!r}")
         return principal
 
+    check.scope = scope  # type: ignore[attr-defined]  # api.openapi documents 403 for routes with a scope
     return check
 
 

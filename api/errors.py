@@ -2,7 +2,9 @@
 
 FastAPI's default 422 body echoes the raw pydantic errors (with the offending input and a docs
 URL). Ours keeps ``{"detail": [{"loc": [...], "msg": "..."}]}`` with a message that reads on
-its own, and says what was wrong with malformed JSON.
+its own, and says what was wrong with malformed JSON, or with a body that cannot be read as JSON
+at all (not UTF-8, nested too deeply: FastAPI's parser answers those with a bare 400). ``ErrorBody`` and ``ValidationErrorBody``
+are those bodies in the OpenAPI schema; a route documents its own errors with ``documented``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,36 @@ from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+
+class FieldError(BaseModel):
+    """One bad input: where it is (``["body", "options", "lr_x"]``) and why, the field named in ``msg``."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """An error answer: ``detail`` says what went wrong, as a message or one entry per bad field."""
+
+    detail: str | list[FieldError]
+
+
+class ValidationErrorBody(BaseModel):
+    """A 422: one entry per bad input, each naming the field and the reason."""
+
+    detail: list[FieldError]
+
+
+def documented(errors: dict[int, str], model: type[BaseModel] = ErrorBody) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for its own error statuses: ``{404: "No job has this id"}``."""
+    return {status: {"model": model, "description": text} for status, text in errors.items()}
 
 
 # registry.catalog.ModelSpec names the field in its message: put it in ``loc`` too.
@@ -54,6 +84,23 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
     return JSONResponse(status_code=422, content={"detail": jsonable_encoder([readable(e) for e in exc.errors()])})
 
 
+def _unreadable(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"body: not UTF-8 (byte 0x{cause.object[cause.start]:02x} at position {cause.start}); send JSON in UTF-8"
+    if isinstance(cause, RecursionError):
+        return "body: JSON nested too deeply to parse"
+    return f"body: cannot be parsed as JSON ({cause})"
+
+
+async def _http_handler(request: Request, exc: HTTPException) -> Any:
+    """FastAPI's answer, except a body its parser could not read: a 422 saying why (it answers a bare 400)."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
+        return JSONResponse(status_code=422, content={"detail": [field_error(["body"], _unreadable(cause), type="json_invalid")]})
+    return await http_exception_handler(request, exc)
+
+
 def install(app: FastAPI) -> None:
-    """Register the readable validation-error handler."""
+    """Register the readable validation-error handlers."""
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(HTTPException, _http_handler)

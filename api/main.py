@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,8 +24,9 @@ from registry.settings import Settings, get_settings
 from registry.tables import JobRow
 from worker.queue import JobQueue
 
-from . import errors, outage
-from .auth import SECURITY_SCHEMES, KeyCache, bootstrap_admin_key
+from . import errors, openapi, outage, params
+from .allowed_methods import AllowedMethodsMiddleware
+from .auth import KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
 from .lookup import VersionIdLookup
@@ -49,26 +49,6 @@ def count_jobs_by_state(factory: sessionmaker[Session]) -> dict[str, int]:
     except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down; /readyz says so
         log.warning("metrics: cannot count jobs by state", exc_info=True)
         return {}
-
-
-PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")
-
-
-def _openapi_with_keys(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """OpenAPI schema with the API-key schemes; every route but the public ones requires one."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-            schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
-            for path in PUBLIC_PATHS:
-                for op in schema["paths"].get(path, {}).values():
-                    op["security"] = []
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi
 
 
 def _default_queue(settings: Settings, factory: sessionmaker[Session]) -> tuple[JobQueue, object | None]:
@@ -109,7 +89,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
             engine.dispose()
             await lookup.aclose()
 
-    app = FastAPI(title="LD3 schedule service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="LD3 schedule service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  dependencies=[Depends(params.refuse_repeated_query)])
     app.state.settings, app.state.engine, app.state.session_factory = settings, engine, factory
     app.state.version_lookup = lookup
     app.state.queue, app.state.runner = queue, runner
@@ -117,10 +98,11 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
     errors.install(app)
     outage.install(app)
-    app.openapi = _openapi_with_keys(app)
     for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
               dashboard.router):
         app.include_router(r)
+    openapi.install(app)
+    app.add_middleware(AllowedMethodsMiddleware, routes=app.routes)  # innermost: answers OPTIONS, corrects 405s
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # inside CORS: a browser reads the 413
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

@@ -3,15 +3,22 @@
 A job names a catalog key, never a path. ``ModelSpec`` is a small frozen record, checked on
 construction and saved as JSON (``to_dict`` / ``from_dict``); the registry stores it later.
 This module imports no torch: the API validates specs without loading a model; the worker's
-loaders (``worker.loaders``) turn a spec into a model.
+loaders (``worker.loaders``) turn a spec into a model. What the loaders refuse without reading a
+file is refused here too, so that ``POST /models`` answers it with a 422: an unknown architecture
+or built-in model, a conditional network the architectures cannot take, a schedule config the
+worker cannot rebuild (``registry.noise_schedules``), a location no file can have, a shape or a
+class count too large to allocate.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Literal
+
+from . import noise_schedules
 
 Format = Literal["diffusers", "safetensors", "analytic", "pickle"]
 Conditioning = Literal["none", "class", "text"]
@@ -19,12 +26,25 @@ Conditioning = Literal["none", "class", "text"]
 FORMATS: tuple[str, ...] = ("diffusers", "safetensors", "analytic", "pickle")
 CONDITIONINGS: tuple[str, ...] = ("none", "class", "text")
 PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v", "flow")  # ld3core.denoisers.PREDICTIONS
-SCHEDULE_NAMES: tuple[str, ...] = ("vp_discrete", "vp_linear", "vp_cosine", "edm", "flow")  # ld3core.schedules
+SCHEDULE_NAMES: tuple[str, ...] = noise_schedules.NAMES
+# What the worker can instantiate (tests/registry/test_catalog.py holds these to the worker and ld3core):
+ARCHITECTURES: tuple[str, ...] = ("tiny_conv",)  # worker.architectures.ARCHITECTURES: unconditional networks
+BUILTIN_SHAPES: dict[str, tuple[int, ...]] = {  # ld3core.models.builtin_names() and their sample shapes
+    f"{mixture}-{schedule}": shape
+    for mixture, shape in (("gmm2d", (2,)), ("gmm64", (64,)))
+    for schedule in ("vp", "vpdiscrete", "cosine", "edm", "flow")
+}
+# Bounds that keep what the worker allocates for a model finite.
+MAX_SHAPE_DIMS = 8
+MAX_SHAPE_SIZE = 65_536  # largest dimension (channels, height, width, ...)
+MAX_SAMPLE_ELEMENTS = 2**26  # one sample's values (3 x 4096 x 4096 is 50M)
+MAX_CLASSES = 1_000_000  # num_classes, and the null label at most this
 FROM_SCHEDULER_CONFIG = "from_scheduler_config"  # diffusers folders: schedule/prediction from the scheduler
 BUILTIN = "builtin"  # analytic models: schedule/prediction fixed by the built-in model
 
 _KEY = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_SHA256 = re.compile(SHA256_PATTERN)
 
 
 def _fail(name: str, reason: str) -> None:
@@ -32,13 +52,16 @@ def _fail(name: str, reason: str) -> None:
 
 
 def _shape(name: str, value: Any) -> tuple[int, ...]:
-    """A non-empty tuple of positive integers, or a failure naming the field."""
+    """A non-empty tuple of positive integers within the bounds, or a failure naming the field."""
     try:
         shape = tuple(int(d) for d in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         _fail(name, f"{value!r} must be a sequence of positive integers")
     if not shape or any(d <= 0 for d in shape) or any(isinstance(d, bool) for d in value):
         _fail(name, f"{value!r} must be a non-empty sequence of positive integers")
+    if len(shape) > MAX_SHAPE_DIMS or max(shape) > MAX_SHAPE_SIZE or math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        _fail(name, f"{list(shape)} is too large: at most {MAX_SHAPE_DIMS} dimensions of at most {MAX_SHAPE_SIZE}, "
+                    f"{MAX_SAMPLE_ELEMENTS} values in all")
     return shape
 
 
@@ -50,6 +73,8 @@ def check_location(location: str) -> str:
     """A relative POSIX path that stays under the model root (no absolute path, no '..')."""
     if not isinstance(location, str) or not location.strip():
         _fail("location", "must be a non-empty relative path")
+    if "\x00" in location:
+        _fail("location", "must not contain a NUL character (no file name holds one)")
     if "\\" in location or PureWindowsPath(location).drive:
         _fail("location", f"{location!r} must be a POSIX path relative to the model root")
     path = PurePosixPath(location)
@@ -97,11 +122,14 @@ class ModelSpec:
             _fail("format", f"unknown format {self.format!r}; known: {FORMATS}")
         if self.format != "analytic":
             check_location(self.location)
-        elif not isinstance(self.location, str) or not self.location:
-            _fail("location", "an analytic model's location is its built-in name")
+        elif not isinstance(self.location, str) or self.location not in BUILTIN_SHAPES:
+            _fail("location", f"an analytic model's location is its built-in name; known: {sorted(BUILTIN_SHAPES)}")
         self._check_schedule()
         self._check_prediction()
         object.__setattr__(self, "sample_shape", _shape("sample_shape", self.sample_shape))
+        if self.format == "analytic" and self.sample_shape != BUILTIN_SHAPES[self.location]:
+            _fail("sample_shape", f"{list(self.sample_shape)}: the built-in {self.location!r} samples "
+                                  f"{list(BUILTIN_SHAPES[self.location])}")
         if self.image_shape is not None:
             if self.format != "diffusers":
                 _fail("image_shape", f"only latent diffusers pipelines have a decoded image shape, not format {self.format!r}")
@@ -121,6 +149,10 @@ class ModelSpec:
         needs_arch = self.format in ("safetensors", "pickle")
         if needs_arch and not self.architecture:
             _fail("architecture", f"required for format {self.format!r} (a registered architecture name)")
+        if needs_arch and self.architecture not in ARCHITECTURES:
+            _fail("architecture", f"unknown architecture {self.architecture!r}; known: {list(ARCHITECTURES)}")
+        if needs_arch and self.conditioning != "none":
+            _fail("conditioning", f"the registered architectures are unconditional, not {self.conditioning!r}")
         if not needs_arch and self.architecture is not None:
             _fail("architecture", f"only safetensors and pickle weights name an architecture, not {self.format!r}")
 
@@ -132,12 +164,12 @@ class ModelSpec:
             return
         if self.num_classes is None:
             _fail("num_classes", "required for class conditioning (labels are 0..num_classes-1)")
-        if not _is_int(self.num_classes) or self.num_classes < 1:
-            _fail("num_classes", f"{self.num_classes!r} must be a positive integer")
+        if not _is_int(self.num_classes) or not 1 <= self.num_classes <= MAX_CLASSES:
+            _fail("num_classes", f"{self.num_classes!r} must be a positive integer, at most {MAX_CLASSES}")
         if self.null_class is None:
             _fail("null_class", "required for class conditioning (the unconditional label of classifier-free guidance)")
-        if not _is_int(self.null_class) or self.null_class < 0:
-            _fail("null_class", f"{self.null_class!r} must be a non-negative integer")
+        if not _is_int(self.null_class) or not 0 <= self.null_class <= MAX_CLASSES:
+            _fail("null_class", f"{self.null_class!r} must be a non-negative integer, at most {MAX_CLASSES}")
         if self.null_class < self.num_classes:
             _fail("null_class", f"{self.null_class} is one of the classes 0..{self.num_classes - 1}; the null label must be another")
 
@@ -151,13 +183,15 @@ class ModelSpec:
             return
         if not isinstance(s, dict):
             _fail("schedule", f"must be a schedule config dict, got {type(s).__name__}")
-        if s.get("name") not in SCHEDULE_NAMES:
-            _fail("schedule", f"unknown noise schedule {s.get('name')!r}; known: {SCHEDULE_NAMES}")
-        if s["name"] == "vp_discrete" and not isinstance(s.get("alphas_cumprod"), (list, tuple)):
-            _fail("schedule", "vp_discrete needs an 'alphas_cumprod' list")
+        try:
+            noise_schedules.check_schedule_config(s)
+        except ValueError as e:
+            _fail("schedule", str(e))
 
     def _check_prediction(self) -> None:
         p = self.prediction
+        if self.format == "analytic" and p not in ("x0", BUILTIN):
+            _fail("prediction", f"analytic models predict 'x0' (or give {BUILTIN!r}), not {p!r}")
         if p in PREDICTIONS:
             if p == "flow" and isinstance(self.schedule, dict) and self.schedule.get("name") != "flow":
                 _fail("prediction", "flow-velocity prediction needs the 'flow' schedule")

@@ -15,7 +15,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
                       model_validator)
 
 from . import solvers
-from .catalog import ModelSpec
+from . import noise_schedules
+from .catalog import (ARCHITECTURES, BUILTIN, FROM_SCHEDULER_CONFIG, MAX_CLASSES, MAX_SHAPE_DIMS, MAX_SHAPE_SIZE,
+                      PREDICTIONS, SHA256_PATTERN, ModelSpec)
 from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
 
 MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key rule
@@ -25,12 +27,24 @@ MAX_SAMPLES = 10_000
 INT32_MAX = 2**31 - 1  # INTEGER columns: ids, version numbers, seeds
 INT64_MAX = 2**63 - 1  # the widest integer either database takes (PostgreSQL BIGINT and OFFSET, SQLite)
 MAX_SEED = INT32_MAX  # stored in a 32-bit integer column
+# Upper bounds of the numeric LD3 options: far above the paper's values, yet finite, so that the
+# worker's arithmetic stays finite (a learning rate / NFE held even in float16, whose largest value
+# is 65504; the soft-teacher ball radius gamma * d / NFE^2 * sigma_T in float32).
+MAX_LEARNING_RATE = 1e4  # lr_xi, lr_xic, lr_x, min_lr_xi, min_lr_xic (the paper's largest: lr_x = 12)
+MAX_GAMMA = 10.0  # the paper's: 0.001
+MAX_CLIP = 1e6  # gradient-norm clip; the paper's: 1
+MAX_GUARD_Z = 100.0  # the test guard's z; the default 1.645 is a one-sided 95% bound
+MAX_ITERATIONS = 1_000_000  # patience and val_every, counted in training iterations
 
 ModelKey = Annotated[str, Field(pattern=MODEL_KEY_PATTERN, description="catalog key")]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Scope = Literal["schedules:read", "jobs:submit", "admin"]
 ExportFormat = Literal["raw", "diffusers", "k-diffusion", "comfyui"]
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Names checked with messages that list the known ones; the schema lists them as an enum.
+KnownSolver = Annotated[str, AfterValidator(solvers.check_solver), Field(json_schema_extra={"enum": list(solvers.SOLVER_NAMES)})]
+KnownHeuristic = Annotated[str, AfterValidator(solvers.check_heuristic),
+                           Field(json_schema_extra={"enum": list(solvers.HEURISTIC_NAMES)})]
 
 
 def refuse_nul(value: str) -> str:
@@ -48,12 +62,6 @@ PIXEL_RECIPE = {"lr_xi": 5e-3, "lr_xic": 0.1, "phase2_epochs": 5}
 LATENT_RECIPE = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}
 
 
-def _known(name: str, value: str, known: tuple[str, ...]) -> str:
-    if value not in known:
-        raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
-    return value
-
-
 class JobOptions(BaseModel):
     """LD3 options of a job; every field optional, defaults are ld3core's (the paper's recipe).
 
@@ -65,37 +73,55 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Teacher.
-    teacher_solver: str = "unipc"
+    teacher_solver: KnownSolver = "unipc"
     teacher_nfe: int = Field(20, ge=1, le=1000)
-    teacher_heuristic: str = "logsnr"
+    teacher_heuristic: KnownHeuristic = "logsnr"
     # Data: teacher pairs per split, starts, the test guard.
     batch_size: int = Field(2, ge=1, le=1024, description="training batch (pairs per iteration)")
     n_train: int = Field(50, ge=1, le=MAX_SAMPLES)
     n_val: int = Field(50, ge=1, le=MAX_SAMPLES)
     n_test: int = Field(100, ge=1, le=MAX_SAMPLES)
-    heuristics: list[str] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1)
-    starts: int = Field(3, ge=1, description="best heuristics (on validation) trained side by side")
-    init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone")
-    guard_z: float = Field(1.645, ge=0, allow_inf_nan=False)
+    heuristics: list[KnownHeuristic] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1,
+                                             max_length=len(solvers.HEURISTIC_NAMES),
+                                             json_schema_extra={"uniqueItems": True})
+    starts: int = Field(3, ge=1, le=len(solvers.HEURISTIC_NAMES),
+                        description="best heuristics (on validation) trained side by side")
+    init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone",
+                      json_schema_extra={"enum": ["best", *solvers.HEURISTIC_NAMES]})
+    guard_z: float = Field(1.645, ge=0, le=MAX_GUARD_Z, allow_inf_nan=False,
+                           description=f"the test guard's z (LD3 must beat the best heuristic by z standard errors); "
+                                       f"at most {MAX_GUARD_Z:g}")
     eval_batch_size: int = Field(64, ge=1, le=4096, description="teacher and evaluation batch")
     # LD3.
     loss: Literal["lpips", "lpips_alex", "l2", "l1"] = "lpips"
     mode: Literal["time", "lambda"] = "time"
     decoupled: bool = True
     soft: bool = True
-    gamma: float = Field(0.001, ge=0, allow_inf_nan=False)
+    gamma: float = Field(0.001, ge=0, le=MAX_GAMMA, allow_inf_nan=False,
+                         description=f"soft-teacher ball radius r = gamma * d / NFE^2; at most {MAX_GAMMA:g}")
     phase1_epochs: int = Field(2, ge=0, le=1000)
     phase2_epochs: int | None = Field(None, ge=0, le=1000)
-    lr_xi: float | None = Field(None, ge=0, allow_inf_nan=False)
-    lr_xic: float | None = Field(None, ge=0, allow_inf_nan=False)
-    lr_x: float = Field(12.0, ge=0, allow_inf_nan=False)
+    lr_xi: float | None = Field(None, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                                description=f"RMSprop learning rate of the step times (default: the model's recipe); "
+                                            f"at most {MAX_LEARNING_RATE:g}")
+    lr_xic: float | None = Field(None, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                                 description=f"SGD learning rate of the model-input times, divided by the NFE (default: "
+                                             f"the model's recipe); at most {MAX_LEARNING_RATE:g}")
+    lr_x: float = Field(12.0, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                        description=f"SGD learning rate of the moved noise x'_T, divided by the NFE; "
+                                    f"at most {MAX_LEARNING_RATE:g}")
     momentum: float = Field(0.9, ge=0, lt=1)
-    clip: float = Field(1.0, ge=0, allow_inf_nan=False)
-    patience: int = Field(5, ge=1)
+    clip: float = Field(1.0, ge=0, le=MAX_CLIP, allow_inf_nan=False,
+                        description=f"gradient-norm clip of the step times; at most {MAX_CLIP:g}")
+    patience: int = Field(5, ge=1, le=MAX_ITERATIONS, description=f"iterations without validation improvement before "
+                                                                  f"a decay; at most {MAX_ITERATIONS}")
     factor: float = Field(0.8, gt=0, lt=1)
-    min_lr_xi: float = Field(5e-5, ge=0, allow_inf_nan=False)
-    min_lr_xic: float = Field(1e-6, ge=0, allow_inf_nan=False)
-    val_every: int = Field(5, ge=1)
+    min_lr_xi: float = Field(5e-5, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                             description=f"floor of lr_xi's decay; at most {MAX_LEARNING_RATE:g}")
+    min_lr_xic: float = Field(1e-6, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
+                              description=f"floor of lr_xic's decay; at most {MAX_LEARNING_RATE:g}")
+    val_every: int = Field(5, ge=1, le=MAX_ITERATIONS,
+                           description=f"validate every k iterations (and at every epoch end); at most {MAX_ITERATIONS}")
     select_on: Literal["hard", "soft"] = "hard"
     restore: bool = True
     accept_moves: bool = False
@@ -104,18 +130,9 @@ class JobOptions(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     # Conditioning (checked against the model's conditioning by the API).
     guidance: float | None = Field(None, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance scale")
-    class_labels: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
+    class_labels: list[Annotated[int, Field(ge=0, le=MAX_CLASSES - 1)]] | None = Field(None, min_length=1,
+                                                                                      max_length=MAX_SAMPLES)
     prompts: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
-
-    @field_validator("teacher_solver")
-    @classmethod
-    def _teacher_solver(cls, v: str) -> str:
-        return _known("solver", v, solvers.SOLVER_NAMES)
-
-    @field_validator("teacher_heuristic")
-    @classmethod
-    def _teacher_heuristic(cls, v: str) -> str:
-        return _known("heuristic", v, solvers.HEURISTIC_NAMES)
 
     @field_validator("n_train")
     @classmethod
@@ -128,8 +145,6 @@ class JobOptions(BaseModel):
     @field_validator("heuristics")
     @classmethod
     def _heuristics(cls, v: list[str]) -> list[str]:
-        for h in v:
-            _known("heuristic", h, solvers.HEURISTIC_NAMES)
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate heuristics in {v}")
         return v
@@ -191,14 +206,9 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelKey
-    solver: str
+    solver: KnownSolver
     nfe: int = Field(ge=1, le=solvers.MAX_NFE)
     options: JobOptions = Field(default_factory=JobOptions)
-
-    @field_validator("solver")
-    @classmethod
-    def _solver(cls, v: str) -> str:
-        return solvers.check_solver(v)
 
     @field_validator("nfe")
     @classmethod
@@ -283,7 +293,7 @@ class ScheduleVersionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_key: ModelKey
-    solver: str
+    solver: KnownSolver
     nfe: int = Field(ge=1, le=solvers.MAX_NFE)
     guidance: float | None = Field(None, ge=0, allow_inf_nan=False)
     t_steps: list[FiniteFloat]
@@ -301,11 +311,6 @@ class ScheduleVersionCreate(BaseModel):
     quality: dict[str, Any]
     job_id: str | None = None
     samples_png: bytes | None = None
-
-    @field_validator("solver")
-    @classmethod
-    def _solver(cls, v: str) -> str:
-        return solvers.check_solver(v)
 
     @model_validator(mode="after")
     def _lengths(self) -> "ScheduleVersionCreate":
@@ -372,18 +377,22 @@ class ModelCreate(BaseModel):
     key: ModelKey
     format: Literal["diffusers", "safetensors", "analytic", "pickle"]
     location: str = Field(min_length=1, max_length=1024)
-    schedule: dict[str, Any] | str
-    prediction: str
-    sample_shape: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, max_length=8)
+    schedule: Annotated[dict[str, Any], Field(json_schema_extra={
+        "properties": {"name": {"enum": list(noise_schedules.NAMES)}}, "required": ["name"]})] | Annotated[
+        str, Field(json_schema_extra={"enum": [FROM_SCHEDULER_CONFIG, BUILTIN]})]
+    prediction: str = Field(json_schema_extra={"enum": [*PREDICTIONS, FROM_SCHEDULER_CONFIG, BUILTIN]})
+    sample_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] = Field(min_length=1, max_length=MAX_SHAPE_DIMS)
     conditioning: Literal["none", "class", "text"] = "none"
-    sha256: str | None = None
-    architecture: str | None = None
-    num_classes: int | None = Field(None, description="class conditioning: labels 0..num_classes-1 (required then)")
-    null_class: int | None = Field(None, description="class conditioning: the unconditional label of classifier-free "
-                                                     "guidance, not one of the classes (required then)")
-    image_shape: list[Annotated[int, Field(gt=0)]] | None = Field(
-        None, min_length=1, max_length=8, description="latent diffusers pipelines: the decoded image shape "
-                                                      "(sample_shape is then the latent shape)")
+    sha256: Annotated[str, Field(json_schema_extra={"pattern": SHA256_PATTERN})] | None = None
+    architecture: Annotated[str, Field(json_schema_extra={"enum": list(ARCHITECTURES)})] | None = None
+    num_classes: int | None = Field(None, ge=1, le=MAX_CLASSES,
+                                    description="class conditioning: labels 0..num_classes-1 (required then)")
+    null_class: int | None = Field(None, ge=0, le=MAX_CLASSES,
+                                   description="class conditioning: the unconditional label of classifier-free "
+                                               "guidance, not one of the classes (required then)")
+    image_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] | None = Field(
+        None, min_length=1, max_length=MAX_SHAPE_DIMS, description="latent diffusers pipelines: the decoded image shape "
+                                                                   "(sample_shape is then the latent shape)")
     description: str = Field("", max_length=4000)
 
     @model_validator(mode="after")
@@ -410,7 +419,7 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul]
-    scopes: list[Scope] = Field(min_length=1)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES), json_schema_extra={"uniqueItems": True})
 
     @field_validator("scopes")
     @classmethod
@@ -444,4 +453,5 @@ __all__ = [
     "JobOptions", "JobCreate", "JobProgress", "JobPublic", "JobEventPublic", "ScheduleVersionCreate",
     "ScheduleVersionPublic", "ScheduleExport", "ModelCreate", "ModelPublic", "ApiKeyCreate", "ApiKeyPublic",
     "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN", "INT32_MAX", "INT64_MAX", "NoNul", "refuse_nul",
+    "MAX_LEARNING_RATE", "MAX_GAMMA", "MAX_CLIP", "MAX_GUARD_Z", "MAX_ITERATIONS",
 ]

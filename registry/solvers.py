@@ -37,6 +37,13 @@ def check_solver(name: str) -> str:
     return name
 
 
+def check_heuristic(name: str) -> str:
+    """``name`` if ld3core has the heuristic schedule, else ValueError listing the known ones."""
+    if name not in HEURISTIC_NAMES:
+        raise ValueError(f"unknown heuristic {name!r}; known: {', '.join(HEURISTIC_NAMES)}")
+    return name
+
+
 def steps_for_nfe(solver: str, nfe: int) -> int:
     """Steps N that fit ``nfe`` network evaluations (``ld3core.solvers.SolverSpec.steps_for_nfe``)."""
     if nfe < 1:
@@ -59,5 +66,5 @@ def check_nfe(solver: str, nfe: int, *, max_nfe: int = MAX_NFE) -> int:
 
 __all__ = [
     "EVALS_PER_STEP", "SOLVER_NAMES", "HEURISTIC_NAMES", "LOSSES", "MODES", "MAX_NFE",
-    "check_solver", "steps_for_nfe", "min_nfe", "check_nfe",
+    "check_solver", "check_heuristic", "steps_for_nfe", "min_nfe", "check_nfe",
 ]

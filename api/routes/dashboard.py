@@ -29,6 +29,7 @@ from registry.tables import ActiveScheduleRow, ScheduleVersionRow
 
 from ..auth import Principal, ReadDep, authenticate
 from ..deps import SessionDep
+from ..errors import documented
 from ..params import Guidance, Model, Nfe, Solver, Version, VersionId
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "dashboard"
@@ -117,7 +118,8 @@ def active_schedules(s: SessionDep, _: ReadDep) -> Any:
                            job_id=r.job_id, created_at=r.created_at) for r in rows]
 
 
-@router.get("/dashboard/api/versions/{version_id}", response_model=VersionDetail)
+@router.get("/dashboard/api/versions/{version_id}", response_model=VersionDetail,
+            responses=documented({404: "No schedule version has this id"}))
 def version_detail(s: SessionDep, _: ReadDep, version_id: VersionId) -> Any:
     """One schedule version by id (a job's ``schedule_version_id``), with ``has_samples``."""
     row = q.get_version_by_id(s, version_id)
@@ -136,7 +138,8 @@ def whoami(principal: Annotated[Principal, Depends(authenticate)]) -> Any:
 
 
 @router.get("/schedules/{model}/{solver}/{nfe}/versions/{version}/samples.png", tags=["schedules"],
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+            response_class=Response, responses={200: {"content": {"image/png": {}}},
+                                                **documented({404: "No such version, or it has no sample grid"})})
 def version_samples(s: SessionDep, _: ReadDep, model: Model, solver: Solver, nfe: Nfe, version: Version,
                     guidance: Guidance = None) -> Response:
     """The version's sample grid: the best heuristic's samples above, the learned schedule's below."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +18,20 @@ from ..lookup import VersionIdLookup
 router = APIRouter(tags=["health"])
 
 LOOKUP_WAIT_S = 2.0  # a lookup takes milliseconds: no connection free for this long is a drained pool
+
+
+class Ready(BaseModel):
+    """``/readyz`` when every dependency answers: each one's state."""
+
+    status: str
+    checks: dict[str, str]
+
+
+class NotReady(BaseModel):
+    """``/readyz``'s 503: ``detail`` names what is down, ``checks`` each dependency's state."""
+
+    detail: str
+    checks: dict[str, str]
 
 
 @router.get("/healthz")
@@ -69,7 +84,8 @@ def _ping_broker(url: str) -> str | None:
         return _reason(e)
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency is down; `detail` names it"}})
+@router.get("/readyz", response_model=Ready,
+            responses={503: {"model": NotReady, "description": "A dependency is down; `detail` names it"}})
 async def readyz(request: Request) -> Any:
     """Readiness: a database round trip, one through the schedule lookup's own connections
     (``GET /schedules`` uses no other) and, when a broker is configured, a Redis PING."""

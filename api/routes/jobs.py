@@ -21,7 +21,7 @@ from registry.tables import JOB_STATES
 
 from ..auth import ReadDep, SubmitDep
 from ..deps import QueueDep, SessionDep
-from ..errors import field_error
+from ..errors import documented, field_error
 from ..params import JobId, ModelFilter, Offset
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ class JobsPublic(BaseModel):
 
 
 def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str, Any]]:
-    """Field errors where the job's guidance, class labels or prompts do not fit the model's conditioning."""
+    """Field errors where the job's guidance, class labels or prompts do not fit the model's conditioning
+    (``worker.sampling``'s rules, checked here so that such a job is refused at submit, not failed in the worker)."""
     cond, o, errors = spec.get("conditioning", "none"), data.options, []
 
     def bad(field: str, msg: str) -> None:
@@ -51,6 +52,8 @@ def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str,
         bad("class_labels", f"model {data.model!r} is not class-conditional (conditioning {cond!r})")
     if o.prompts is not None and cond != "text":
         bad("prompts", f"model {data.model!r} takes no text prompts (conditioning {cond!r})")
+    if o.prompts is None and cond == "text":
+        bad("prompts", f"model {data.model!r} is text-conditional: give the prompts to learn the schedule on")
     if o.guidance is not None and cond == "none":
         bad("guidance", f"model {data.model!r} is unconditional (conditioning 'none'): classifier-free guidance needs a conditional model")
     n_classes = spec.get("num_classes")
@@ -81,9 +84,13 @@ def _check_model(s: Session, data: JobCreate) -> None:
         raise HTTPException(422, detail=errors)
 
 
+BROKER_DOWN = "The job is stored as queued but the broker refused it; a worker starting up picks it up"
+NO_JOB = "No job has this id"
+
+
 @router.post("", status_code=201, response_model=JobPublic,
              responses={200: {"model": JobPublic, "description": "An existing job: same Idempotency-Key, or an identical job queued or running"},
-                        409: {"description": "The Idempotency-Key was used for a different job"}})
+                        **documented({409: "The Idempotency-Key was used for a different job", 503: BROKER_DOWN})})
 def submit_job(data: JobCreate, response: Response, s: SessionDep, queue: QueueDep, _: SubmitDep,
                idempotency_key: IdempotencyKey = None) -> Any:
     """Queue an LD3 job for (model, solver, nfe) with optional LD3 options."""
@@ -118,14 +125,15 @@ def _get(s: Session, job_id: str):
     return row
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=documented({404: NO_JOB}))
 def get_job(job_id: JobId, s: SessionDep, _: ReadDep) -> Any:
     """State, phase, progress, losses, ETA, error, learning curve and events of one job."""
     row = _get(s, job_id)
     return JobPublic.from_row(row, events=q.job_events(s, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic,
+             responses=documented({404: NO_JOB, 409: "The job already succeeded or failed"}))
 def cancel_job(job_id: JobId, s: SessionDep, _: SubmitDep) -> Any:
     """Cancel: a queued job at once, a running one at its next iteration. Cancelling a cancelled job
     returns it; a succeeded or failed one is a 409."""
@@ -138,7 +146,8 @@ def cancel_job(job_id: JobId, s: SessionDep, _: SubmitDep) -> Any:
 
 
 @router.post("/{job_id}/retry", response_model=JobPublic,
-             responses={409: {"description": "The job is not failed, or an identical job is queued or running"}})
+             responses=documented({404: NO_JOB, 409: "The job is not failed, or an identical job is queued or running",
+                                   503: BROKER_DOWN}))
 def retry_job(job_id: JobId, s: SessionDep, queue: QueueDep, _: SubmitDep) -> Any:
     """Queue a failed job again; it resumes from its last checkpoint when it has one."""
     _get(s, job_id)

@@ -17,6 +17,7 @@ from registry.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
 from ..auth import AdminDep
 from ..deps import SessionDep
+from ..errors import documented
 from ..params import KeyId
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def list_keys(s: SessionDep, _: AdminDep) -> Any:
     return [ApiKeyPublic.from_row(r) for r in q.list_keys(s)]
 
 
-@router.delete("/{key_id}", response_model=ApiKeyPublic, responses={404: {"description": "No key has this id"}})
+@router.delete("/{key_id}", response_model=ApiKeyPublic, responses=documented({404: "No key has this id"}))
 def revoke_key(key_id: KeyId, request: Request, s: SessionDep, admin: AdminDep) -> Any:
     """Revoke a key (kept, with ``revoked_at``, for the record); revoking it again changes nothing."""
     row = q.revoke_key(s, key_id)

@@ -11,7 +11,7 @@ from registry.schemas import ModelCreate, ModelPublic
 
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
-from ..errors import field_error
+from ..errors import documented, field_error
 from ..params import Model
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -23,7 +23,7 @@ def list_models(s: SessionDep, _: ReadDep) -> Any:
     return [ModelPublic.from_row(r) for r in q.list_models(s)]
 
 
-@router.get("/{key}", response_model=ModelPublic)
+@router.get("/{key}", response_model=ModelPublic, responses=documented({404: "No catalog entry has this key"}))
 def get_model(key: Model, s: SessionDep, _: ReadDep) -> Any:
     row = q.get_model(s, key)
     if row is None:
@@ -32,8 +32,8 @@ def get_model(key: Model, s: SessionDep, _: ReadDep) -> Any:
 
 
 @router.post("", status_code=201, response_model=ModelPublic,
-             responses={200: {"description": "The same entry already exists"},
-                        409: {"description": "The key exists with a different spec"}})
+             responses={200: {"model": ModelPublic, "description": "The same entry already exists"},
+                        **documented({409: "The key exists with a different spec"})})
 def add_model(data: ModelCreate, response: Response, s: SessionDep, _: AdminDep) -> Any:
     """Add a catalog entry (admin). The spec follows ``registry.catalog.ModelSpec``'s rules."""
     spec = data.spec_dict()

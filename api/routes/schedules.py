@@ -23,13 +23,12 @@ from sqlalchemy.orm import Session
 
 from registry import exports
 from registry import schedules as q
-from registry import solvers
 from registry.schemas import ExportFormat, ScheduleExport, ScheduleVersionPublic
 from registry.tables import ModelRow
 
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
-from ..errors import field_error
+from ..errors import ErrorBody, documented, field_error
 from ..outage import STALE_HEADER
 from ..params import Guidance, Model, Nfe, Solver, Version, VersionQuery
 
@@ -37,6 +36,16 @@ router = APIRouter(prefix="/schedules", tags=["schedules"])
 
 ACTIVE_CACHE_CONTROL = "public, max-age=30, must-revalidate"  # the pointer can move: revalidate soon
 VERSION_CACHE_CONTROL = "public, max-age=31536000, immutable"  # ?version=N never changes
+
+
+class ScheduleNotFound(ErrorBody):
+    """A 404: what is missing, and the NFEs that do have a schedule for (model, solver)."""
+
+    available_nfes: list[int]
+
+
+NOT_FOUND = documented({404: "No such schedule or version; `available_nfes` lists the NFEs that have one"},
+                       ScheduleNotFound)
 
 
 class BodyCache:
@@ -101,11 +110,6 @@ def _not_found(s: Session, model: str, solver: str, nfe: int, guidance: float | 
     return JSONResponse(status_code=404, content={"detail": msg, "available_nfes": nfes})
 
 
-def _check_solver(solver: str) -> None:
-    if solver not in solvers.EVALS_PER_STEP:
-        raise HTTPException(422, detail=[field_error(["path", "solver"], f"solver: unknown solver {solver!r}; known: {', '.join(solvers.SOLVER_NAMES)}")])
-
-
 def _not_found_response(state: Any, *args: Any) -> JSONResponse:
     with state.session_factory() as s:
         return _not_found(s, *args)
@@ -116,8 +120,7 @@ _IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "s
 
 
 @router.get("/{model}/{solver}/{nfe}", response_model=ScheduleExport, openapi_extra={"parameters": [_IF_NONE_MATCH]},
-            responses={304: {"description": "Not modified (If-None-Match matched the ETag)"},
-                       404: {"description": "No such schedule; `available_nfes` lists the NFEs that exist"},
+            responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}, **NOT_FOUND,
                        503: {"description": "The database is unreachable and this process has nothing to serve from "
                                             "its cache; `Retry-After` says when to try again"}})
 async def get_schedule(
@@ -131,7 +134,6 @@ async def get_schedule(
     ``If-None-Match`` is read from the headers directly (a declared Header parameter costs more
     than the whole database lookup on this path). The database unreachable: what this process
     resolved within ``LD3_STALE_GRACE_S``, with ``X-LD3-Stale: true``."""
-    _check_solver(solver)
     state = request.app.state
     version_id, stale = await state.version_lookup.resolve(model, solver, nfe, guidance, version)  # api.lookup: one indexed query
     if version_id is None:
@@ -147,11 +149,10 @@ async def get_schedule(
     return Response(content=body, media_type="application/json", headers=headers)
 
 
-@router.get("/{model}/{solver}/{nfe}/versions", response_model=list[ScheduleVersionPublic])
+@router.get("/{model}/{solver}/{nfe}/versions", response_model=list[ScheduleVersionPublic], responses=NOT_FOUND)
 def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solver, nfe: Nfe,
                            guidance: Guidance = None) -> Any:
     """Every version of (model, solver, nfe[, guidance]), oldest first; ``active`` marks the served one."""
-    _check_solver(solver)
     rows = q.list_versions(s, model, solver, nfe, guidance)
     if not rows:
         return _not_found(s, model, solver, nfe, guidance, None)
@@ -159,11 +160,11 @@ def list_schedule_versions(s: SessionDep, _: ReadDep, model: Model, solver: Solv
     return [ScheduleVersionPublic.from_row(r, active=active is not None and r.id == active.id) for r in rows]
 
 
-@router.post("/{model}/{solver}/{nfe}/versions/{version}/promote", response_model=ScheduleVersionPublic)
+@router.post("/{model}/{solver}/{nfe}/versions/{version}/promote", response_model=ScheduleVersionPublic,
+             responses=NOT_FOUND)
 def promote_version(request: Request, s: SessionDep, admin: AdminDep, model: Model, solver: Solver, nfe: Nfe,
                     version: Version, guidance: Guidance = None) -> Any:
     """Serve ``version`` from now on (admin). Rollback is the promotion of an older version."""
-    _check_solver(solver)
     row = q.get_version(s, model, solver, nfe, version, guidance)
     if row is None:
         return _not_found(s, model, solver, nfe, guidance, version)

@@ -20,9 +20,9 @@ from registry.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "ld3_test-admin-key-0123456789abcdef"
 CLASS_MODEL = {
-    "key": "cond-digits", "format": "safetensors", "location": "cond-digits/model.safetensors",
-    "schedule": {"name": "vp_linear"}, "prediction": "eps", "sample_shape": [1, 8, 8], "conditioning": "class",
-    "sha256": "0" * 64, "architecture": "tiny-unet", "num_classes": 10, "null_class": 10,
+    "key": "cond-digits", "format": "diffusers", "location": "cond-digits", "schedule": "from_scheduler_config",
+    "prediction": "from_scheduler_config", "sample_shape": [1, 8, 8], "conditioning": "class", "sha256": "0" * 64,
+    "num_classes": 10, "null_class": 10,
 }
 
 

@@ -25,6 +25,16 @@ def test_malformed_json_says_so_and_where(client):
     assert list(errs) == ["body"] and errs["body"].startswith("malformed JSON at character 25")
 
 
+def test_a_body_that_cannot_be_read_as_json_is_a_422_saying_why(client, queue):
+    """Found by test_openapi_conformance: FastAPI's parser answered these with an undocumented bare 400."""
+    json_type = {**ADMIN, "Content-Type": "application/json"}
+    for body, words in ((b"\x80", "not UTF-8 (byte 0x80 at position 0)"), (b"[" * 100_000, "nested too deeply")):
+        r = client.post("/jobs", content=body, headers=json_type)
+        assert words in _errors(r)["body"], r.text
+    assert client.post("/keys", content=b"{\"name\": \"\xff\"}", headers=json_type).status_code == 422
+    assert queue.ids == []
+
+
 def test_a_body_that_is_not_an_object(client):
     errs = _errors(client.post("/jobs", json=[1, 2], headers=ADMIN))
     assert "body" in errs and "dictionary" in errs["body"]

@@ -90,6 +90,13 @@ def test_conditioning_errors_is_empty_for_a_fitting_job():
     assert conditioning_errors(text_spec, data) == []
 
 
+def test_a_text_conditional_model_needs_prompts():
+    """The worker refuses a text model's job without prompts; the API refuses it at submit."""
+    text_spec = {**CLASS_MODEL, "conditioning": "text"}
+    (err,) = conditioning_errors(text_spec, JobCreate(model="sd-tiny", solver="unipc", nfe=5, options={"guidance": 7.5}))
+    assert err["loc"] == ["body", "options", "prompts"] and "text-conditional" in err["msg"]
+
+
 def test_a_broker_failure_is_a_503_and_the_job_stays_queued(client, queue, factory):
     queue.fail = ConnectionError("redis down")
     r = client.post("/jobs", json=JOB, headers=ADMIN)
@@ -181,3 +188,21 @@ def test_retry_requeues_a_failed_job_and_refuses_others(client, queue, factory):
     assert job["events"][-1]["kind"] == "requeued" and "iteration 10" in job["events"][-1]["message"]
     assert queue.ids[before:] == [job_id] and queue.committed[-1] is True
     assert client.post("/jobs/nope/retry", headers=ADMIN).status_code == 404
+
+
+def test_option_values_the_worker_would_refuse_are_a_422_naming_the_option(client, queue):
+    """What LD3Config or JobConfig would refuse, or what would overflow in the worker, is refused at submit."""
+    bad = [("lr_x", 1e308), ("lr_x", 10_000.5), ("lr_x", -1.0), ("lr_xi", 1e5), ("lr_xic", 1e300), ("gamma", 11.0),
+           ("gamma", -0.1), ("clip", 1e7), ("min_lr_xi", 1e5), ("min_lr_xic", 1e5), ("guard_z", 1e3), ("momentum", 1.0),
+           ("factor", 0.0), ("patience", 10**7), ("val_every", 0), ("starts", 5), ("batch_size", 0),
+           ("teacher_nfe", 0), ("phase1_epochs", -1), ("n_test", 10**6), ("seed", -1)]
+    for field, value in bad:
+        r = client.post("/jobs", json={**JOB, "options": {field: value}}, headers=ADMIN)
+        assert r.status_code == 422, (field, value, r.text)
+        (err,) = r.json()["detail"]
+        assert err["loc"] == ["body", "options", field] and err["msg"].startswith(f"options.{field}: "), err
+    for raw in ('{"lr_x": Infinity}', '{"gamma": NaN}', '{"lr_xi": 1e999}'):
+        body = '{"model": "ddpm-digits", "solver": "unipc", "nfe": 5, "options": ' + raw + "}"
+        r = client.post("/jobs", content=body, headers={**ADMIN, "Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "options"], (raw, r.text)
+    assert queue.ids == []

@@ -23,7 +23,7 @@ def test_admin_adds_a_model_once(client):
     r = client.post("/models", json=NEW, headers=ADMIN)
     assert r.status_code == 201 and r.json()["key"] == "gmm"
     assert client.post("/models", json=NEW, headers=ADMIN).status_code == 200
-    r = client.post("/models", json={**NEW, "location": "gmm64-vp"}, headers=ADMIN)
+    r = client.post("/models", json={**NEW, "location": "gmm2d-vp"}, headers=ADMIN)
     assert r.status_code == 409 and r.json()["detail"][0]["loc"] == ["body", "key"]
     assert "gmm" in {m["key"] for m in client.get("/models", headers=ADMIN).json()}
 
@@ -84,3 +84,25 @@ def test_class_and_latent_fields_are_checked_naming_the_field(client):
         (err,) = r.json()["detail"]
         assert err["loc"][:2] == ["body", field] and field in err["msg"] and words in err["msg"], err
     assert client.get("/models/digits-cfg-2", headers=ADMIN).status_code == 404
+
+
+def test_a_spec_the_worker_would_refuse_is_a_422_naming_the_field(client):
+    """What worker.loaders refuses without reading a file is refused at POST /models."""
+    tiny = {"key": "tiny", "format": "safetensors", "location": "tiny.safetensors", "schedule": {"name": "edm"},
+            "prediction": "x0", "sample_shape": [1, 8, 8], "architecture": "tiny_conv", "sha256": "a" * 64}
+    cases = [({**tiny, "location": "nets/tiny\x00.safetensors"}, "location", "NUL"),
+             ({**tiny, "architecture": "resnet9"}, "architecture", "unknown architecture"),
+             ({**tiny, "conditioning": "class", "num_classes": 10, "null_class": 10}, "conditioning", "unconditional"),
+             ({**tiny, "schedule": {"name": "edm", "sigma_max": 80}}, "schedule", "takes ['T', 't_min']"),
+             ({**tiny, "schedule": {"name": "flow", "T": 1.0}}, "schedule", "T < 1"),
+             ({**tiny, "sample_shape": [10**9, 8, 8]}, "sample_shape", "less than or equal to 65536"),
+             ({**tiny, "sample_shape": [4096, 4096, 8]}, "sample_shape", "too large"),
+             ({**NEW, "location": "gmm2d-cosmic"}, "location", "built-in name"),
+             ({**NEW, "sample_shape": [64]}, "sample_shape", "samples [2]"),
+             ({**NEW, "prediction": "eps", "schedule": {"name": "edm"}}, "prediction", "analytic models predict 'x0'")]
+    for body, field, words in cases:
+        r = client.post("/models", json=body, headers=ADMIN)
+        assert r.status_code == 422, (body, r.text)
+        err = r.json()["detail"][0]
+        assert err["loc"][:2] == ["body", field] and words in err["msg"], (field, err)
+    assert client.post("/models", json=tiny, headers=ADMIN).status_code == 201

@@ -47,3 +47,35 @@ def test_the_largest_values_the_columns_hold_are_answered(client, add_version):
     assert client.get("/schedules/ddpm-digits/unipc/5?version=2147483647", headers=ADMIN).status_code == 404
     assert client.get("/schedules/ddpm-digits/unipc/5?version=1", headers=ADMIN).status_code == 200
     assert client.get("/dashboard/api/versions/2147483647", headers=ADMIN).status_code == 404
+
+
+REPEATED = [
+    ("GET", "/jobs?model=ddpm-digits&model=digits-flow", "model", 2),
+    ("GET", "/jobs?state=queued&limit=5&state=failed&state=running", "state", 3),
+    ("GET", "/schedules/ddpm-digits/unipc/5?version=1&version=2", "version", 2),
+    ("GET", "/schedules/ddpm-digits/unipc/5?format=raw&format=diffusers", "format", 2),
+    ("GET", "/schedules/ddpm-digits/unipc/5/versions?guidance=1&guidance=2", "guidance", 2),
+    ("POST", "/schedules/ddpm-digits/unipc/5/versions/1/promote?guidance=1&guidance=1", "guidance", 2),
+]
+
+
+@pytest.mark.parametrize("method, url, name, times", REPEATED, ids=[f"{m} {u}" for m, u, _, _ in REPEATED])
+def test_a_repeated_single_valued_query_parameter_is_a_422_naming_it(client, method, url, name, times):
+    r = client.request(method, url, headers=ADMIN)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["query", name] and err["msg"] == f"{name}: given {times} times; it takes one value"
+
+
+def test_a_repeated_unknown_query_parameter_is_ignored_like_any_unknown_one(client):
+    assert client.get("/jobs?utm=a&utm=b", headers=ADMIN).status_code == 200
+    assert client.get("/jobs?model=ddpm-digits", headers=ADMIN).status_code == 200
+
+
+def test_only_multi_valued_types_take_many():
+    from typing import Optional
+
+    from api.params import _takes_many
+
+    assert _takes_many(list[int]) and _takes_many(Optional[list[str]]) and _takes_many(set[str] | None)
+    assert not _takes_many(int) and not _takes_many(str | None) and not _takes_many(Optional[float])

@@ -1,4 +1,8 @@
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from registry.schemas import ApiKeyCreate, JobCreate, JobOptions, ModelCreate, ScheduleVersionCreate
@@ -131,3 +135,81 @@ def test_api_key_name_refuses_a_nul_character_and_keeps_its_length_rules():
     assert only_error(ApiKeyCreate, name="ci\x00", scopes=["admin"]) == (("name",), "Value error, must not contain a NUL character")
     loc, msg = only_error(ApiKeyCreate, name="x" * 101, scopes=["admin"])
     assert loc == ("name",) and msg == "String should have at most 100 characters"
+
+
+def numeric_options() -> dict[str, tuple[str, float, float, bool, bool]]:
+    """Every numeric JobOptions field: (type, low, high, low excluded, high excluded), as the API documents them."""
+    out = {}
+    for name, prop in JobOptions.model_json_schema()["properties"].items():
+        kinds = [p for p in prop.get("anyOf", [prop]) if p.get("type") in ("integer", "number")]
+        if kinds:
+            (k,) = kinds
+            low, high = k.get("minimum", k.get("exclusiveMinimum")), k.get("maximum", k.get("exclusiveMaximum"))
+            out[name] = (k["type"], low, high, "exclusiveMinimum" in k, "exclusiveMaximum" in k)
+    return out
+
+
+# Fields whose edge values need a companion to stay consistent (n_train >= batch_size).
+COMPANIONS = {"n_train": {"batch_size": 1}, "batch_size": {"n_train": 10_000}}
+
+
+def test_every_numeric_option_has_finite_documented_bounds():
+    bounds = numeric_options()
+    assert {"lr_x", "lr_xi", "lr_xic", "gamma", "clip", "guard_z", "patience", "val_every", "momentum"} <= set(bounds)
+    for name, (_, low, high, _, _) in bounds.items():
+        assert low is not None and high is not None and math.isfinite(high), name
+
+
+def _inside(kind: str, low: float, high: float, low_open: bool, high_open: bool) -> st.SearchStrategy:
+    if kind == "integer":
+        return st.integers(int(low) + low_open, int(high) - high_open)
+    return st.floats(low, high, exclude_min=low_open, exclude_max=high_open, allow_nan=False)
+
+
+@pytest.mark.parametrize("name", sorted(numeric_options()))
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_every_value_accepted_for_an_option_builds_a_job_config(name, data):
+    """Property: what JobOptions accepts, ld3core's JobConfig (pixel and latent recipes) accepts too."""
+    from ld3core.optimize import JobConfig
+
+    kind, low, high, low_open, high_open = numeric_options()[name]
+    edges = [v for v, open_ in ((low, low_open), (high, high_open)) if not open_]
+    value = data.draw(st.sampled_from(edges) | _inside(kind, low, high, low_open, high_open) if edges
+                      else _inside(kind, low, high, low_open, high_open))
+    options = JobOptions(**{**COMPANIONS.get(name, {}), name: value})
+    for latent in (False, True):
+        JobConfig.from_dict(options.job_config("heun", 3, latent=latent))
+
+
+@pytest.mark.parametrize("name", sorted(numeric_options()))
+def test_a_value_past_a_bound_is_refused_naming_the_option(name):
+    kind, low, high, low_open, high_open = numeric_options()[name]
+    step = 1 if kind == "integer" else 0
+    below = low if low_open else (low - 1 if step else math.nextafter(low, -math.inf))
+    above = high if high_open else (high + 1 if step else math.nextafter(high, math.inf))
+    for bad in (below, above, 1e308, math.inf, -math.inf, math.nan):
+        with pytest.raises(ValidationError) as e:
+            JobOptions(**{**COMPANIONS.get(name, {}), name: bad})
+        assert {err["loc"][0] for err in e.value.errors()} == {name}, (name, bad)
+
+
+@pytest.mark.parametrize("model", ["gmm2d-edm", "gmm64-vpdiscrete"])
+def test_a_job_at_the_largest_learning_rates_gamma_and_clip_stays_finite(model):
+    """The upper bounds keep the arithmetic finite: a short LD3 run at all of them learns finite times."""
+    import torch
+
+    from ld3core.losses import make_loss
+    from ld3core.models import load_builtin
+    from ld3core.optimize import JobConfig, run_job
+
+    largest = {name: high for name, (_, _, high, _, _) in numeric_options().items()
+               if name in ("lr_x", "lr_xi", "lr_xic", "min_lr_xi", "min_lr_xic", "gamma", "clip", "guard_z")}
+    options = JobOptions(loss="l2", teacher_solver="euler", teacher_nfe=10, n_train=4, n_val=2, n_test=2, starts=1,
+                         phase1_epochs=1, phase2_epochs=1, remat=False, val_every=1, momentum=math.nextafter(1, 0),
+                         **largest)
+    builtin = load_builtin(model)
+    res = run_job(builtin.denoiser, builtin.sample_shape, JobConfig.from_dict(options.job_config("euler", 2)),
+                  make_loss("l2"))
+    for t in (res.learned_t_steps, res.learned_t_model, res.t_steps):
+        assert bool(torch.isfinite(t).all()), t

@@ -108,8 +108,12 @@ def test_class_conditioning_must_fit_the_unet(root):
         load_model(diffusers_spec(root, "ddpm-class"), root)
     with pytest.raises(ValueError, match="'num_classes'.*required"):
         diffusers_spec(root, "ddpm-class", conditioning="class")
+    with pytest.raises(ValueError, match="'conditioning'.*registered architectures are unconditional"):
+        tiny_spec(root, conditioning="class", num_classes=2, null_class=2)
+    conditional = tiny_spec(root)
+    object.__setattr__(conditional, "conditioning", "class")  # bypass the catalog check to exercise the loader's own
     with pytest.raises(ModelLoadError, match="registered architectures are unconditional"):
-        load_model(tiny_spec(root, conditioning="class", num_classes=2, null_class=2), root)
+        load_model(conditional, root)
 
 
 def test_diffusers_catalog_prediction_must_agree(root):
@@ -230,8 +234,12 @@ def test_unknown_format_and_architecture(root):
     object.__setattr__(spec, "format", "onnx")  # bypass the catalog check to exercise the loader's own
     with pytest.raises(ModelLoadError, match="unknown format 'onnx'"):
         load_model(spec, root)
+    with pytest.raises(ValueError, match="'architecture'.*unknown architecture 'resnet9'"):
+        tiny_spec(root, architecture="resnet9")
+    spec = tiny_spec(root)
+    object.__setattr__(spec, "architecture", "resnet9")
     with pytest.raises(ModelLoadError, match="unknown architecture 'resnet9'"):
-        load_model(tiny_spec(root, architecture="resnet9"), root)
+        load_model(spec, root)
     with pytest.raises(ValueError, match="'format'.*unknown format"):
         ModelSpec(**{**tiny_spec(root).to_dict(), "format": "onnx"})
 
