@@ -85,7 +85,7 @@ def format_job(job: dict[str, Any]) -> str:
     """One job's state for ``ld3 status JOB``."""
     pr = job["progress"]
     lines = [f"job {job['id']}: {job['model']}/{job['solver']}/NFE {job['nfe']}  state {job['state']}"
-             + (f" (cancel requested)" if job.get("cancel_requested") and job["state"] == "running" else "")]
+             + (" (cancel requested)" if job.get("cancel_requested") and job["state"] == "running" else "")]
     if job["state"] == "running" or pr.get("phase"):
         eta = f", ETA {pr['eta_s']:.0f} s" if pr.get("eta_s") is not None else ""
         best = f", best val {pr['loss_best']:.4g}" if pr.get("loss_best") is not None else ""

@@ -26,7 +26,6 @@ from threading import Lock
 from typing import Any
 
 import psycopg
-
 from sqlalchemy import Engine, bindparam, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError

@@ -76,5 +76,5 @@ async def refuse_repeated_query(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
-__all__ = ["refuse_repeated_query", "single_valued_query", "Int32", "Int64", "CatalogKey", "Model", "Solver", "Nfe", "Guidance", "Version", "VersionQuery", "VersionId",
-           "JobId", "KeyId", "ModelFilter", "Offset"]
+__all__ = ["refuse_repeated_query", "single_valued_query", "Int32", "Int64", "CatalogKey", "Model", "Solver", "Nfe",
+           "Guidance", "Version", "VersionQuery", "VersionId", "JobId", "KeyId", "ModelFilter", "Offset"]

@@ -163,7 +163,7 @@ def report(rows: list[dict]) -> str:
             fd = {h: statistics.mean(r["fd"] for r in cells[(model, s, n, h)]) for h in HEURISTICS}
             bh = min(fd, key=fd.get)
 
-            def fo(m: str) -> str:
+            def fo(m: str, model: str = model, s: str = s, n: int = n) -> str:
                 rs = cells[(model, s, n, m)]
                 return (f"{statistics.mean(r['fd'] for r in rs):.4f} / {statistics.mean(r['sw'] for r in rs):.4f} / "
                         f"{statistics.mean(r['off'] for r in rs):.3f}")

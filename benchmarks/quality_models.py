@@ -237,11 +237,11 @@ def summarize(cells: list[dict[str, Any]], metric: str = "fd_digits") -> dict[tu
         bh = statistics.mean(vals[best])
         served = [_row(c, "ld3" if c["source"] == "ld3" else c["source"])[metric] for c in cs]
 
-        def cut(v: list[float]) -> float:
+        def cut(v: list[float], bh: float = bh) -> float:
             return 1 - statistics.mean(v) / bh if bh > 0 else 0.0
 
         out[key] = {"values": vals, "best": best, "cut": cut(vals["ld3"]), "seeds": len(cs),
-                    "seed_cuts": [1 - l / b for l, b in zip(vals["ld3"], vals[best])],
+                    "seed_cuts": [1 - v / b for v, b in zip(vals["ld3"], vals[best])],
                     "headroom": cut(vals["teacher"]) if "teacher" in vals else None, "served_cut": cut(served),
                     "train_s": [c["train_s"] for c in cs], "returned": sum(c["source"] == "ld3" for c in cs),
                     "lpips": {n: [_row(c, n).get("lpips_teacher") for c in cs] for n in ("ld3", best)}}

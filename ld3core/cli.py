@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from .accel import compile_denoiser
-from .config import LD3Config, LOSSES
+from .config import LOSSES, LD3Config
 from .heuristics import HEURISTICS
 from .losses import make_loss
 from .models import builtin_names, load_builtin

@@ -13,9 +13,9 @@ The authors' trainer does three more things, each a switch here so that it can b
 ``restore`` (after ``patience`` iterations without improvement, and at every epoch start, go
 back to the best state: xi, xi^c and, on a plateau, the validation x'_T of that moment; then
 decay; their trainer also reloads the training x'_T, but overwrites them at the epoch's end
-with the ones it moved meanwhile, so in effect it keeps them, as we do), ``accept_moves`` (a moved x'_T is kept only where that pair's loss fell, and lr_x
-halves after an epoch in which no validation x'_T moved), and a single time-uniform start
-(``JobConfig.init``).
+with the ones it moved meanwhile, so in effect it keeps them, as we do), ``accept_moves`` (a
+moved x'_T is kept only where that pair's loss fell, and lr_x halves after an epoch in which
+no validation x'_T moved), and a single time-uniform start (``JobConfig.init``).
 
 The loop does no I/O. It reports through ``on_progress``, hands a serialisable state to
 ``on_checkpoint`` at every validation, polls ``should_stop`` every iteration, and resumes

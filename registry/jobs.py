@@ -39,7 +39,15 @@ from .db import UTCDateTime, utcnow
 from .schedules import create_version, promote
 from .schemas import JobCreate, ScheduleVersionCreate
 from .tables import (
-    ACTIVE_STATES, EVENT_KINDS, JOB_PHASES, JOB_STATES, CheckpointRow, JobEventRow, JobRow, ScheduleVersionRow, new_job_id,
+    ACTIVE_STATES,
+    EVENT_KINDS,
+    JOB_PHASES,
+    JOB_STATES,
+    CheckpointRow,
+    JobEventRow,
+    JobRow,
+    ScheduleVersionRow,
+    new_job_id,
 )
 
 MAX_IDEMPOTENCY_KEY = 255

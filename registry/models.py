@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .catalog import ModelSpec
-
 from .db import utcnow
 from .tables import ModelRow
 

@@ -11,13 +11,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from . import solvers
-from . import noise_schedules
-from .catalog import (ARCHITECTURES, BUILTIN, FROM_SCHEDULER_CONFIG, MAX_CLASSES, MAX_SHAPE_DIMS, MAX_SHAPE_SIZE,
-                      PREDICTIONS, SHA256_PATTERN, ModelSpec)
+from . import noise_schedules, solvers
+from .catalog import (
+    ARCHITECTURES,
+    BUILTIN,
+    FROM_SCHEDULER_CONFIG,
+    MAX_CLASSES,
+    MAX_SHAPE_DIMS,
+    MAX_SHAPE_SIZE,
+    PREDICTIONS,
+    SHA256_PATTERN,
+    ModelSpec,
+)
 from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
 
 MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key rule

@@ -12,7 +12,15 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
-    JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text,
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 

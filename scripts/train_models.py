@@ -53,7 +53,6 @@ QUALITY_PLACEHOLDER = "Quality: to be measured by benchmarks/quality_models.py"
 
 from worker.digits import load_digits  # noqa: E402 - after the sys.path line: runs from a checkout
 
-
 # Data.
 
 def load_digits_16() -> Tensor:
@@ -400,7 +399,7 @@ def write_card(out: Path, key: str, s: dict) -> dict:
     s["sha256"] = weights_sha256(out)
     size = 32 if key == "digits-latent" else 16
     lines = [
-        f"- Data: `sklearn.datasets.load_digits` (1797 grey 8x8 images, values 0..16 scaled to [-1, 1]),",
+        "- Data: `sklearn.datasets.load_digits` (1797 grey 8x8 images, values 0..16 scaled to [-1, 1]),",
         f"  bilinearly upsampled 8 -> {size} px; no flips (digits are not mirror-symmetric).",
         f"- Training command: `{s['command']}`",
         f"- Device: {s['device']}; seed {s['seed']}; AdamW lr {s['lr']:g} ({s['warmup']}-step warm-up, then constant), "

@@ -37,8 +37,8 @@ from ld3core.fid import InceptionError
 from ld3core.heuristics import HEURISTICS, heuristic
 from ld3core.solvers import SOLVERS, get_solver
 from ld3core.teacher import TeacherSpec
-
 from registry.catalog import ModelSpec
+
 from .digits import real_digits
 from .loaders import LoadedModel, load_model
 from .sampling import generate
@@ -49,6 +49,7 @@ CLASSIFIER_FOLDER = "digits-classifier"  # under the model root
 EVAL_SEED_BASE = 2**40  # disjoint from every LD3 job's pair seeds (job seed * 10_000_019 + i)
 SEED_STRIDE = 1_000_003
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TEACHER = TeacherSpec()  # frozen: one shared default is safe
 
 
 def eval_seeds(seed: int, n: int) -> list[int]:
@@ -156,7 +157,7 @@ class EvalTable:
 
 def evaluate(
     loaded: LoadedModel, solver: str, nfe: int, learned: tuple[Tensor, Tensor] | None, *,
-    n_samples: int = 1000, seed: int = 0, metrics: Sequence[str] = METRICS, teacher: TeacherSpec = TeacherSpec(),
+    n_samples: int = 1000, seed: int = 0, metrics: Sequence[str] = METRICS, teacher: TeacherSpec = DEFAULT_TEACHER,
     model_root: str | os.PathLike = "models", scorer: Scorer | None = None, guidance: float | None = None,
     prompts: Sequence[str] | None = None, batch_size: int = 256, device: str = "cpu", keep_samples: int = 0,
     teacher_images: Tensor | None = None,
@@ -216,7 +217,7 @@ def evaluate(
     return EvalTable(loaded.spec.key, solver, nfe, n_samples, seed, asdict(teacher), rows, timings, samples)
 
 
-def teacher_samples(loaded: LoadedModel, *, n_samples: int, seed: int = 0, teacher: TeacherSpec = TeacherSpec(),
+def teacher_samples(loaded: LoadedModel, *, n_samples: int, seed: int = 0, teacher: TeacherSpec = DEFAULT_TEACHER,
                     guidance: float | None = None, prompts: Sequence[str] | None = None, batch_size: int = 256,
                     device: str = "cpu") -> Tensor:
     """The teacher's samples of evaluation run ``seed``: what ``evaluate`` compares with, reusable

@@ -1,7 +1,8 @@
 """Load a catalog model into ld3core's denoiser contract, refusing anything unsafe or inconsistent.
 
 Every file is checked before it is read: it must lie under the model root, symlinks followed
-(a model folder's every file and subfolder, not the folder alone), and match the catalog's sha256. Weights are tensors only (safetensors; pickles only when an operator sets
+(a model folder's every file and subfolder, not the folder alone), and match the catalog's
+sha256. Weights are tensors only (safetensors; pickles only when an operator sets
 ``allow_pickle``, and then ``torch.load(weights_only=True)``). The loaded network is frozen
 (``requires_grad_(False)``, eval mode): LD3 backpropagates through it to the time steps only.
 
@@ -27,9 +28,9 @@ from torch import Tensor, nn
 from ld3core.denoisers import Denoiser, GuidedDenoiser, GuidedNetwork, NetworkDenoiser
 from ld3core.models import load_builtin
 from ld3core.schedules import NoiseSchedule, RectifiedFlow, VPDiscrete, schedule_from_config
+from registry.catalog import ModelSpec, check_location
 
 from .architectures import ARCHITECTURES
-from registry.catalog import ModelSpec, check_location
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 DIFFUSERS_PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
@@ -235,7 +236,8 @@ def _load_analytic(spec: ModelSpec) -> LoadedModel:
     _check_shape(spec, builtin.sample_shape)
     schedule = builtin.denoiser.schedule
     if isinstance(spec.schedule, dict) and spec.schedule != schedule.config():
-        raise ModelLoadError(f"model {spec.key!r}: catalog schedule {spec.schedule.get('name')!r} differs from the built-in {schedule.config()['name']!r}")
+        raise ModelLoadError(f"model {spec.key!r}: catalog schedule {spec.schedule.get('name')!r} differs from the "
+                             f"built-in {schedule.config()['name']!r}")
     if spec.prediction not in ("x0", "builtin"):
         raise ModelLoadError(f"model {spec.key!r}: analytic models predict 'x0', not {spec.prediction!r}")
     return LoadedModel(spec, builtin.denoiser, schedule, "x0", builtin.sample_shape)

@@ -46,12 +46,12 @@ from ld3core.optimize import JobConfig, JobResult, JobStopped, run_job
 from ld3core.schedules import NoiseSchedule
 from ld3core.train import Progress, validation_passes
 from registry import jobs as q
+from registry.catalog import ModelSpec
 from registry.db import session_scope
 from registry.models import get_model
 from registry.schemas import JobOptions, ScheduleVersionCreate
 from registry.settings import Settings
 
-from registry.catalog import ModelSpec
 from .loaders import LoadedModel, load_model
 from .sampling import generate, prepare_job
 

@@ -58,7 +58,7 @@ def run_job(self: Task, job_id: str) -> str:
                           worker_name=worker_name(self.request.hostname), interrupt=SHUTDOWN)
     except (OperationalError, InterfaceError) as e:
         log.warning("job %s: database error, retry %d/%d: %s", job_id, self.request.retries + 1, MAX_RETRIES, e)
-        raise self.retry(exc=e, countdown=settings.stale_after_s * 1.5 * 2**self.request.retries)
+        raise self.retry(exc=e, countdown=settings.stale_after_s * 1.5 * 2**self.request.retries) from e
     if outcome == "released":  # shutting down: queued again, for another worker to resume now
         CeleryQueue(app).enqueue(job_id)
     return outcome

@@ -71,7 +71,7 @@ def _enqueue(queue: Any, job_id: str) -> None:
     except Exception as e:  # noqa: BLE001 - the job is stored; say what failed
         log.exception("enqueue of job %s failed", job_id)
         raise HTTPException(503, detail=f"job {job_id} is stored as queued but the broker refused it ({e}); "
-                                        "a worker starting up picks up queued jobs")
+                                        "a worker starting up picks up queued jobs") from e
 
 
 def _check_model(s: Session, data: JobCreate) -> None:
@@ -98,7 +98,7 @@ def submit_job(data: JobCreate, response: Response, s: SessionDep, queue: QueueD
     try:
         row, created = q.create_job(s, data, idempotency_key=idempotency_key)
     except q.IdempotencyConflict as e:
-        raise HTTPException(409, detail=[field_error(["header", "Idempotency-Key"], f"Idempotency-Key: {e}")])
+        raise HTTPException(409, detail=[field_error(["header", "Idempotency-Key"], f"Idempotency-Key: {e}")]) from e
     s.commit()
     if not created:
         response.status_code = 200
@@ -154,7 +154,7 @@ def retry_job(job_id: JobId, s: SessionDep, queue: QueueDep, _: SubmitDep) -> An
     try:
         row = q.retry_job(s, job_id)
     except q.JobStateError as e:
-        raise HTTPException(409, detail=str(e))
+        raise HTTPException(409, detail=str(e)) from e
     s.commit()
     _enqueue(queue, row.id)
     return JobPublic.from_row(row, events=q.job_events(s, job_id))

@@ -17,9 +17,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from registry import exports
 from registry import schedules as q
@@ -87,7 +87,7 @@ def _render(s: Session, version_id: int, fmt: str) -> bytes:
     try:
         out = exports.export(row, fmt)
     except ValueError as e:
-        raise HTTPException(422, detail=[field_error(["query", "format"], f"format: cannot export version {row.version} as {fmt}: {e}")])
+        raise HTTPException(422, detail=[field_error(["query", "format"], f"format: cannot export version {row.version} as {fmt}: {e}")]) from e
     if fmt == "raw":
         public = ScheduleVersionPublic.from_row(row, active=False).model_dump(mode="json", exclude={"active"})
         out["payload"] = {**out["payload"], **public}

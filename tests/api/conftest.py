@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from api_support import CLASS_MODEL, ROOT, RecordingQueue, settings_for, version_data
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,8 +20,6 @@ from api.main import create_app
 from registry import keys, models
 from registry import schedules as sq
 from registry.db import make_engine, make_session_factory, session_scope
-
-from api_support import CLASS_MODEL, ROOT, RecordingQueue, settings_for, version_data
 
 
 @pytest.fixture

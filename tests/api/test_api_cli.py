@@ -13,13 +13,12 @@ import time
 
 import pytest
 import uvicorn
+from api_support import ADMIN_KEY, ROOT, settings_for
 
 from api.cli import format_quality, main, parser
 from api.main import create_app
 from registry import keys
 from registry.db import session_scope
-
-from api_support import ADMIN_KEY, ROOT, settings_for
 
 
 @pytest.fixture

@@ -7,9 +7,17 @@ import sys
 import numpy as np
 import pytest
 import torch
-from diffusers import (DDIMScheduler, DDPMPipeline, DPMSolverMultistepScheduler, EDMEulerScheduler,
-                       EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler,
-                       UNet2DModel, UniPCMultistepScheduler)
+from diffusers import (
+    DDIMScheduler,
+    DDPMPipeline,
+    DPMSolverMultistepScheduler,
+    EDMEulerScheduler,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    UNet2DModel,
+    UniPCMultistepScheduler,
+)
 
 from api.apply import ScheduleNotApplicable, apply_schedule, k_diffusion_sigmas
 from registry.exports import export
@@ -105,7 +113,8 @@ def test_heun_takes_a_heun_schedule_learned_for_an_even_budget():
 
 
 def test_nfe_mismatch_between_one_and_two_evaluations_per_step_is_refused():
-    with pytest.raises(ScheduleNotApplicable, match=r"HeunDiscreteScheduler: evaluates the model twice per step: these 4 steps .*dpmpp_2m at NFE 4.* 7 evaluations"):
+    with pytest.raises(ScheduleNotApplicable, match=r"HeunDiscreteScheduler: evaluates the model twice per step: "
+                                                     r"these 4 steps .*dpmpp_2m at NFE 4.* 7 evaluations"):
         apply_schedule(ddpm_config_scheduler(HeunDiscreteScheduler), VP)
     with pytest.raises(ScheduleNotApplicable, match=r"DPMSolverMultistepScheduler: .*learned for heun: 4 steps at NFE 7, 2 evaluations per step"):
         apply_schedule(ddpm_config_scheduler(DPMSolverMultistepScheduler), VP_HEUN)

@@ -6,11 +6,11 @@ import logging
 import time
 
 import pytest
+from api_support import ADMIN
 
 from api.auth import KeyCache, Principal
 from registry import keys
 from registry.db import session_scope
-from api_support import ADMIN
 
 JOB = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5}
 

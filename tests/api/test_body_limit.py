@@ -10,7 +10,6 @@ import asyncio
 import json
 
 import pytest
-
 from api_support import ADMIN
 
 LIMIT = 1024

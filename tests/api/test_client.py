@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from api_support import ADMIN_KEY
 
 from api.client import ApiError, Client, format_detail
 from registry import jobs as jq
 from registry.db import session_scope
-from api_support import ADMIN_KEY
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from api_support import ADMIN
 
 from api.errors import readable
-from api_support import ADMIN
 
 JOB = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5}
 

@@ -7,9 +7,8 @@ import asyncio
 import sqlite3
 
 import pytest
-from sqlalchemy import event
-
 from api_support import database_down
+from sqlalchemy import event
 
 
 def test_healthz(client):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from api_support import ADMIN
+from prometheus_client.parser import text_string_to_metric_families
 
 JOB = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5}
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from api_support import ADMIN, CLASS_MODEL
+
+from api.routes.jobs import conditioning_errors
 from registry import jobs as jq
 from registry.db import session_scope
-from api.routes.jobs import conditioning_errors
-from api_support import ADMIN, CLASS_MODEL
 from registry.schemas import JobCreate
 
 JOB = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5, "options": {"n_train": 20, "loss": "l2"}}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from api.main import create_app
 from api_support import ADMIN, settings_for
+
+from api.main import create_app
 
 
 def test_importing_the_api_does_not_import_torch():

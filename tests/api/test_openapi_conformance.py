@@ -15,9 +15,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
-
 from api_support import ADMIN
+from hypothesis import HealthCheck, given, settings
 from openapi_support import mismatches, requests_for
 
 WITH_KEY, WITHOUT_KEY = 60, 10  # examples per operation, besides the explicit ones below
@@ -79,7 +78,7 @@ def test_every_answer_is_documented_and_matches_its_schema(client, add_version):
         for headers, examples in ((ADMIN, WITH_KEY), ({}, WITHOUT_KEY)):
             @settings(BUDGET, max_examples=examples)
             @given(request=requests_for(spec, path, method, hints))
-            def answer_is_documented(request: dict) -> None:
+            def answer_is_documented(request: dict, path=path, method=method, headers=headers) -> None:
                 check_answer(spec, path, method, send(client, request, headers))
 
             answer_is_documented()

@@ -7,11 +7,11 @@ the open ones) and simulated on SQLite (``api_support.database_down``)."""
 from __future__ import annotations
 
 import pytest
+from api_support import ADMIN, database_down
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import IntegrityError
 
 from api.outage import STALE_HEADER
-from api_support import ADMIN, database_down
 
 URL = "/schedules/ddpm-digits/unipc/5"
 

@@ -8,7 +8,6 @@ version numbers, a 64-bit OFFSET); SQLite an integer beyond 64 bits. Each case b
 from __future__ import annotations
 
 import pytest
-
 from api_support import ADMIN
 
 NUL = "must not contain a NUL character"

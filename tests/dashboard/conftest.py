@@ -24,14 +24,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from dashboard_support import CHROMIUM, CHROMIUM_ARGS, GMM2D_EDM, JOB_TIMEOUT_S, KEY_SCOPES, POLL_MS, ROOT, VIEWPORT
 
 from api.main import create_app
 from registry import keys, models
 from registry.db import make_engine, make_session_factory, session_scope, upgrade
 from registry.settings import Settings
-
-from dashboard_support import (CHROMIUM, CHROMIUM_ARGS, JOB_TIMEOUT_S, KEY_SCOPES, POLL_MS, ROOT, VIEWPORT,
-                               GMM2D_EDM)
 
 
 @dataclass
@@ -168,10 +166,10 @@ def dashboard(browser: Any, service: Service, request: pytest.FixtureRequest) ->
 
     yield open_page
     late = [(page.url, _take_errors(page, seen)) for page, seen in opened]
-    for page, seen in opened:
+    for page, _ in opened:
         page.context.close()
     assert not any(errors for _, errors in late), late
-    for page, seen in opened:
+    for _, seen in opened:
         leaked = [u for u in seen.urls if any(k in u for k in service.keys.values())]
         assert not leaked, f"an API key appeared in a URL: {leaked}"
 

@@ -6,9 +6,8 @@ import io
 import re
 
 import pytest
-from PIL import Image
-
 from dashboard_support import DIGITS_OPTIONS, FAST_OPTIONS, JOB_TIMEOUT_S, LONG_OPTIONS, SCREENSHOTS, WATCHED_OPTIONS
+from PIL import Image
 
 SCHEDULE_KEY = "gmm2d-edm/euler/4"
 DIGITS_NFE = 3

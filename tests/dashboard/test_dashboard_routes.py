@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from dashboard_support import GMM2D_EDM, ROOT
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -15,8 +16,6 @@ from registry import schedules as sq
 from registry.db import make_engine, make_session_factory, session_scope
 from registry.schemas import ScheduleVersionCreate
 from registry.settings import Settings
-
-from dashboard_support import GMM2D_EDM, ROOT
 
 
 class NoQueue:

@@ -46,7 +46,8 @@ def test_times_gradient_matches_finite_differences(mode):
     sch = VPLinear()
     xi = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     w = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    f = lambda v: (times_from_xi(v, sch, mode) * w).sum()
+    def f(v):
+        return (times_from_xi(v, sch, mode) * w).sum()
     x = xi.clone().requires_grad_(True)
     f(x).backward()
     eps = 1e-6

@@ -134,8 +134,8 @@ def test_architectures_and_builtins_are_the_workers_and_ld3cores():
 
 
 def test_every_spec_the_catalog_accepts_for_an_analytic_model_loads():
-    from worker.loaders import load_model
     from registry.catalog import BUILTIN_SHAPES
+    from worker.loaders import load_model
 
     for name, shape in BUILTIN_SHAPES.items():
         for prediction in ("x0", "builtin"):

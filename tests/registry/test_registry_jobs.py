@@ -160,7 +160,7 @@ def test_concurrent_claims_exactly_one_wins(db):
         job_id, _ = create(db, body(seed=_))
         barrier, results = threading.Barrier(4), []
 
-        def worker(name):
+        def worker(name, barrier=barrier, results=results, job_id=job_id):
             barrier.wait()
             results.append(claim(db, job_id, name))
 

@@ -18,12 +18,11 @@ import pytest
 import redis
 import torch
 from sqlalchemy.orm import Session, sessionmaker
+from worker_support import TEST_REDIS_URL, factory_with_model
 
 from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
-
-from worker_support import TEST_REDIS_URL, factory_with_model
 
 
 def tiny_unet(**kw):

@@ -14,6 +14,19 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
+from worker_support import (
+    MODEL,
+    NFE,
+    SOLVER,
+    TEST_REDIS_URL,
+    Workers,
+    checkpoint_iteration,
+    events,
+    factory_with_model,
+    job,
+    tiny_options,
+    wait_for,
+)
 
 from registry import jobs as q
 from registry.db import session_scope
@@ -21,11 +34,6 @@ from registry.schemas import JobCreate
 from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
-
-from worker_support import (
-    MODEL, NFE, SOLVER, TEST_REDIS_URL, Workers, checkpoint_iteration, events, factory_with_model, job, tiny_options,
-    wait_for,
-)
 
 TIMEOUT = 120  # per wait; a job here takes seconds, a worker start a few more
 

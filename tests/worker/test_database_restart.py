@@ -28,6 +28,19 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from worker_support import (
+    MODEL,
+    NFE,
+    ROOT,
+    SOLVER,
+    TEST_REDIS_URL,
+    Workers,
+    events,
+    factory_with_model,
+    job,
+    tiny_options,
+    wait_for,
+)
 
 from registry import jobs as q
 from registry import keys
@@ -37,10 +50,6 @@ from registry.settings import Settings
 from registry.tables import JobRow, ScheduleVersionRow
 from worker.celery_app import make_celery
 from worker.queue import CeleryQueue
-
-from worker_support import (
-    MODEL, NFE, ROOT, SOLVER, TEST_REDIS_URL, Workers, events, factory_with_model, job, tiny_options, wait_for,
-)
 
 PG_CLUSTER = os.environ.get("LD3_TEST_PG_CLUSTER", "15/main").split("/")  # pg_ctlcluster's version and name
 OUTAGE_S = 4.0

@@ -8,12 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from worker_support import checkpoint_iteration, events, job, submit, wait_for, worker_settings
 
 from registry import jobs as q
 from registry.db import session_scope
 from worker.embedded import EmbeddedRunner, embedded_worker_name
-
-from worker_support import checkpoint_iteration, events, job, submit, wait_for, worker_settings
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def test_queued_jobs_run_one_at_a_time_oldest_first(sqlite_factory, sqlite_url, 
     first, second = submit(sqlite_factory, seed=1), submit(sqlite_factory, seed=2)
     runner = _start(runners, sqlite_factory, sqlite_url)
     for job_id in (first, second):
-        wait_for(lambda: _state(sqlite_factory, job_id) == "succeeded", 60, f"job {job_id} to succeed")
+        wait_for(lambda job_id=job_id: _state(sqlite_factory, job_id) == "succeeded", 60, f"job {job_id} to succeed")
     a, b = job(sqlite_factory, first), job(sqlite_factory, second)
     assert a.worker == b.worker == runner.worker_name
     assert a.finished_at <= b.started_at  # one at a time, the older first

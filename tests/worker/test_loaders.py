@@ -8,8 +8,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteSchedu
 from safetensors.torch import save_file
 
 from ld3core.schedules import EDM, RectifiedFlow, VPDiscrete
-from worker.architectures import TinyConvNet
 from registry.catalog import ModelSpec
+from worker.architectures import TinyConvNet
 from worker.loaders import ModelLoadError, load_model, sha256_file, weights_sha256
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from worker_support import ROOT, TEST_REDIS_URL
+
 from registry.settings import Settings
 from worker.celery_app import make_celery
 from worker.queue import GPU_QUEUE, TASK_NAME, CeleryQueue, EmbeddedQueue
-
-from worker_support import ROOT, TEST_REDIS_URL
 
 
 def test_enqueue_sends_one_message_to_the_gpu_queue(celery_queue, broker):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
+from worker_support import events, submit, wait_for
+
 from registry import jobs as q
 from registry.db import session_scope
 from worker.reaper import Reaper, requeue_orphans
-
-from worker_support import events, submit, wait_for
 
 
 def _dead_worker_job(factory, **options) -> str:
@@ -34,14 +34,14 @@ def test_stale_and_message_less_jobs_are_enqueued_once(factory, celery_queue, br
 
 
 def test_fresh_jobs_are_left_alone(factory, celery_queue):
-    live, young = _dead_worker_job(factory, seed=1), submit(factory, seed=2)
+    _live, _young = _dead_worker_job(factory, seed=1), submit(factory, seed=2)
     pending = celery_queue.pending_job_ids()
     assert requeue_orphans(factory, celery_queue, stale_after_s=60, pending=pending, queued_grace_s=60) == []
     assert celery_queue.pending_job_ids() == set()
 
 
 def test_without_a_readable_broker_only_stale_jobs_are_enqueued(factory, celery_queue):
-    stale, queued = _dead_worker_job(factory, seed=1), submit(factory, seed=2)
+    stale, _queued = _dead_worker_job(factory, seed=1), submit(factory, seed=2)
     time.sleep(0.1)
     assert requeue_orphans(factory, celery_queue, stale_after_s=0.05, pending=None, queued_grace_s=0.0) == [stale]
 

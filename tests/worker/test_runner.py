@@ -15,6 +15,20 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 from PIL import Image
+from worker_support import (
+    MODEL,
+    MODEL_SPEC,
+    NFE,
+    ROOT,
+    SOLVER,
+    checkpoint_iteration,
+    events,
+    job,
+    submit,
+    tiny_options,
+    wait_for,
+    worker_settings,
+)
 
 import ld3core.optimize
 from ld3core.heuristics import heuristic
@@ -22,20 +36,24 @@ from ld3core.schedules import EDM, RectifiedFlow, VPDiscrete
 from registry import jobs as q
 from registry import models
 from registry import schedules as sq
+from registry.catalog import ModelSpec
 from registry.db import make_engine, make_session_factory, session_scope
 from registry.schemas import JobCreate, JobOptions
-from registry.catalog import ModelSpec
 from worker.loaders import load_model, weights_sha256
 from worker.runner import (
-    PHASES, PREVIEW_SEEDS, Lease, code_version, execute, job_config, job_cost, remaining_work, state_from_bytes,
-    state_to_bytes, step_sigmas,
+    PHASES,
+    PREVIEW_SEEDS,
+    Lease,
+    code_version,
+    execute,
+    job_config,
+    job_cost,
+    remaining_work,
+    state_from_bytes,
+    state_to_bytes,
+    step_sigmas,
 )
 from worker.sampling import generate
-
-from worker_support import (
-    MODEL, MODEL_SPEC, NFE, ROOT, SOLVER, checkpoint_iteration, events, job, submit, tiny_options, wait_for, worker_settings,
-)
-
 
 # Pure pieces.
 

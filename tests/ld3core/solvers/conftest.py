@@ -9,6 +9,7 @@ depend on the schedule, which only sets the end points and maps y back to x.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 import torch

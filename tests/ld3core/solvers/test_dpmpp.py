@@ -60,7 +60,7 @@ def test_third_order_step_is_exact_for_quadratic_data_prediction():
 
     den, sch = Quadratic(), EDM()
     t = torch.tensor([3.0, 1.5, 0.9, 0.4], dtype=DTYPE)  # uneven steps; orders 1, 2, 3
-    primitive = lambda l: torch.exp(l) * (a - b + 2 * c + (b - 2 * c) * l + c * l**2)  # noqa: E731
+    primitive = lambda lam: torch.exp(lam) * (a - b + 2 * c + (b - 2 * c) * lam + c * lam**2)  # noqa: E731
     lam = sch.lam(t)
     exact = sch.sigma(t[3]) * (primitive(lam[3]) - primitive(lam[2]))
     x = torch.zeros(1, 1, dtype=DTYPE)
