@@ -391,9 +391,10 @@ def train(
         hard, soft = run.validate(full)
         run.after_validation(hard, soft)
         run.t_val += time.perf_counter() - tv
-        if on_checkpoint and checkpoint:
-            on_checkpoint(run.state())
-        report(hard, soft)
+        if checkpoint:  # else a second validation at this iteration follows: it alone is reported
+            if on_checkpoint:
+                on_checkpoint(run.state())
+            report(hard, soft)
 
     def report(hard: list[float] | None = None, soft: list[float] | None = None) -> None:
         if not on_progress:
