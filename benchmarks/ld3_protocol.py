@@ -78,7 +78,7 @@ METRICS = ("lpips", "rmse", "fd")
 _CACHE: dict[Any, Any] = {}  # per worker process: models, scorer, held-out teacher images
 
 
-def job_config(inputs, model: str, solver: str, nfe: int, seed: int, variant: str):
+def job_config(inputs, solver: str, nfe: int, seed: int, variant: str):
     from ld3core.optimize import JobConfig
     from ld3core.teacher import TeacherSpec
 
@@ -174,7 +174,7 @@ def run_cell(cell: dict[str, Any], device: str, threads: int) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     loaded, inputs = _model(cell["model"], device)
-    cfg = job_config(inputs, cell["model"], cell["solver"], cell["nfe"], cell["seed"], cell["variant"])
+    cfg = job_config(inputs, cell["solver"], cell["nfe"], cell["seed"], cell["variant"])
     t0 = time.perf_counter()
     res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device)
     job_s = time.perf_counter() - t0
