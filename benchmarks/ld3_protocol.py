@@ -52,7 +52,7 @@ NFES = (4, 5)
 SEEDS = (0, 1, 2)
 N_HELD_OUT = 500
 EVAL_SEED = 0
-SIZE = {"n_train": 50, "n_val": 50, "n_test": 100}
+SIZE = {"n_train": 50, "n_val": 50}  # n_test: the job's default (the guard's pairs)
 
 # The loop before issue 10, spelled out, so that later default changes do not move it.
 OURS = {"ld3": {"restore": False, "val_every": 5, "select_on": "hard", "accept_moves": False}, "job": {"init": "best"}}
@@ -60,6 +60,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "ours": OURS,
     "restore": {"ld3": {**OURS["ld3"], "restore": True}, "job": OURS["job"]},
     "soft_every_iter": {"ld3": {**OURS["ld3"], "val_every": 1, "select_on": "soft"}, "job": OURS["job"]},
+    "restore_soft": {"ld3": {**OURS["ld3"], "restore": True, "val_every": 1, "select_on": "soft"}, "job": OURS["job"]},
     "accept_moves": {"ld3": {**OURS["ld3"], "accept_moves": True}, "job": OURS["job"]},
     "uniform_init": {"ld3": OURS["ld3"], "job": {"init": "time_uniform"}},
     "authors": {"ld3": {"restore": True, "val_every": 1, "select_on": "soft", "accept_moves": True},
@@ -95,7 +96,7 @@ def _model(model: str, device: str):
     if model not in _CACHE:
         root = REPO / "models"
         loaded = load_model(read_catalog(root)[model], root, device=device)
-        _CACHE[model] = (loaded, prepare_job(loaded, loss="lpips", device=device))
+        _CACHE[model] = (loaded, prepare_job(loaded, loss="lpips", device=device, model_root=root))
     if "scorer" not in _CACHE:
         _CACHE["scorer"] = Scorer(("fd_digits", "lpips_teacher"), model_root=REPO / "models", device=device)
     return _CACHE[model]
@@ -158,6 +159,40 @@ def rescore(path: Path, hpath: Path, device: str, threads: int) -> None:
         tmp.replace(p)
 
 
+def reguard(path: Path, variants: list[str], device: str, threads: int) -> None:
+    """The job's test and guard run again, as they are now (``JobConfig``'s n_test, the catalog's
+    feature map), on every stored learned schedule of ``variants``: the test pairs come from the
+    job's own seeds, so this is what the job would serve today. No training. The file is
+    rewritten; the guard's first decision stays in ``source_at_run``."""
+    import torch
+
+    from ld3core.heuristics import heuristic
+    from ld3core.optimize import JobConfig, held_out_test
+    from ld3core.teacher import teacher_pairs
+
+    torch.set_num_threads(threads)
+    rows = _read(path)
+    n_test = JobConfig().n_test
+    for r in rows:
+        if r["variant"] not in variants or r.get("n_test") == n_test and "guard" in r:
+            continue
+        loaded, inputs = _model(r["model"], device)
+        cfg = job_config(inputs, r["solver"], r["nfe"], r["seed"], r["variant"])
+        pairs = teacher_pairs(inputs.denoiser, cfg.teacher, cfg.seeds()["test"], inputs.sample_shape,
+                              batch_size=cfg.batch_size, device=device)
+        cands = {h: heuristic(h, inputs.denoiser.schedule, cfg.ld3.n_steps) for h in cfg.heuristics}
+        learned = (torch.tensor(r["t_steps"], dtype=torch.float64), torch.tensor(r["t_model"], dtype=torch.float64))
+        test, best_h, v = held_out_test(inputs.denoiser, cfg, cands, learned, pairs, inputs.loss_fn, features=inputs.features)
+        r.setdefault("source_at_run", {"source": r["source"], "n_test": r.get("n_test", 100), "job_test": r["job_test"]})
+        r.update(source="ld3" if v.serve_ld3 else best_h, best_heuristic_test=best_h, job_test=test, guard=v.to_dict(),
+                 n_test=cfg.n_test)
+        print(f"{r['variant']:>16} {r['model']} {r['solver']} NFE {r['nfe']} seed {r['seed']}: served "
+              f"{r['source_at_run']['source']} -> {r['source']} ({v.reason})", flush=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    tmp.replace(path)
+
+
 def _best_iteration(history: list[dict[str, Any]], k: int) -> int:
     """The iteration at which start ``k`` last improved its selection loss."""
     best, at = math.inf, 0
@@ -176,7 +211,7 @@ def run_cell(cell: dict[str, Any], device: str, threads: int) -> dict[str, Any]:
     loaded, inputs = _model(cell["model"], device)
     cfg = job_config(inputs, cell["solver"], cell["nfe"], cell["seed"], cell["variant"])
     t0 = time.perf_counter()
-    res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device)
+    res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, features=inputs.features)
     job_s = time.perf_counter() - t0
     learned = score(loaded, cell["model"], cell["solver"], res.learned_t_steps, res.learned_t_model, device)
     decoupled_moved = bool((res.learned_t_model - res.learned_t_steps).abs().max() > 0)
@@ -184,6 +219,7 @@ def run_cell(cell: dict[str, Any], device: str, threads: int) -> dict[str, Any]:
         **cell, "job_s": job_s, "config": cfg.to_dict(), "learned": learned,
         "t_steps": res.learned_t_steps.tolist(), "t_model": res.learned_t_model.tolist(),
         "source": res.source, "best_heuristic_test": res.best_heuristic, "job_test": res.test, "job_val": res.val,
+        "guard": res.guard, "n_test": cfg.n_test,
         "start": res.train.start, "best_iteration": _best_iteration(res.train.history, res.train.start),
         "iterations": res.train.iterations, "decoupled_moved": decoupled_moved, "timings": res.timings,
     }
@@ -282,9 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="ld3_protocol")
     ap.add_argument("--report", metavar="JSONL", help="only rewrite the report of an earlier run")
     ap.add_argument("--rescore", metavar="JSONL", help="score an earlier run's schedules again (no training), in place")
+    ap.add_argument("--reguard", metavar="JSONL", help="run the job's test guard again, as it is now, on the --variants' stored "
+                    "learned schedules (no training), in place")
     a = ap.parse_args(argv)
 
-    path = Path(a.report) if a.report else Path(a.out) / f"{a.tag}.jsonl"
+    given = a.report or a.rescore or a.reguard
+    path = Path(given) if given else Path(a.out) / f"{a.tag}.jsonl"
     hpath = path.with_name(path.stem + "_heuristics.jsonl")
     md = path.with_suffix(".md")
 
@@ -297,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.rescore:
         rescore(path, hpath, a.device, a.threads)
+        write_report()
+        return 0
+    if a.reguard:
+        reguard(path, a.variants, a.device, a.threads)
         write_report()
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)

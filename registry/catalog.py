@@ -25,6 +25,7 @@ Conditioning = Literal["none", "class", "text"]
 
 FORMATS: tuple[str, ...] = ("diffusers", "safetensors", "analytic", "pickle")
 CONDITIONINGS: tuple[str, ...] = ("none", "class", "text")
+GUARD_FEATURES: tuple[str, ...] = ("digits-classifier",)  # feature maps of the publish guard's distribution check
 PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v", "flow")  # ld3core.denoisers.PREDICTIONS
 SCHEDULE_NAMES: tuple[str, ...] = noise_schedules.NAMES
 # What the worker can instantiate (tests/registry/test_catalog.py holds these to the worker and ld3core):
@@ -99,6 +100,9 @@ class ModelSpec:
     0..num_classes-1 are the classes, ``null_class`` the label of the unconditional prediction
     used by classifier-free guidance. ``image_shape``: a latent model's decoded image shape
     (diffusers pipeline folders with a VAE); ``sample_shape`` is then the latent shape.
+    ``guard_features``: the feature map in which a job's guard compares the distribution of the
+    learned schedule's samples with the best heuristic's (``ld3core.guard``): the shipped
+    ``digits-classifier`` (grey or RGB images); None: that check is not made.
     """
 
     key: str
@@ -113,6 +117,7 @@ class ModelSpec:
     num_classes: int | None = None
     null_class: int | None = None
     image_shape: tuple[int, ...] | None = None
+    guard_features: str | None = None
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +139,8 @@ class ModelSpec:
             if self.format != "diffusers":
                 _fail("image_shape", f"only latent diffusers pipelines have a decoded image shape, not format {self.format!r}")
             object.__setattr__(self, "image_shape", _shape("image_shape", self.image_shape))
+        if self.guard_features is not None and self.guard_features not in GUARD_FEATURES:
+            _fail("guard_features", f"unknown feature map {self.guard_features!r}; known: {GUARD_FEATURES} or null")
         if self.conditioning not in CONDITIONINGS:
             _fail("conditioning", f"unknown conditioning {self.conditioning!r}; known: {CONDITIONINGS}")
         self._check_classes()

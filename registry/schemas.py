@@ -87,7 +87,7 @@ class JobOptions(BaseModel):
     batch_size: int = Field(2, ge=1, le=1024, description="training batch (pairs per iteration)")
     n_train: int = Field(50, ge=1, le=MAX_SAMPLES)
     n_val: int = Field(50, ge=1, le=MAX_SAMPLES)
-    n_test: int = Field(100, ge=1, le=MAX_SAMPLES)
+    n_test: int = Field(300, ge=1, le=MAX_SAMPLES)
     heuristics: list[KnownHeuristic] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1,
                                              max_length=len(solvers.HEURISTIC_NAMES),
                                              json_schema_extra={"uniqueItems": True})

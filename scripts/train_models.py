@@ -436,7 +436,8 @@ def catalog_entry(key: str, sha256: str) -> dict:
     if key == "digits-latent":
         entry |= {"sample_shape": [4, 8, 8], "image_shape": [1, 32, 32]}
     first_line = DESCRIPTIONS[key].split(":")[0]
-    return {**entry, "sha256": sha256, "description": f"{first_line} on sklearn digits; see {key}/MODEL_CARD.md"}
+    return {**entry, "sha256": sha256, "guard_features": "digits-classifier",
+            "description": f"{first_line} on sklearn digits; see {key}/MODEL_CARD.md"}
 
 
 def update_catalog(path: Path, entries: list[dict]) -> None:

@@ -117,7 +117,7 @@ def quality(res: JobResult, loss: str) -> dict[str, Any]:
     return {
         "metric": loss, "n_test": res.config["n_test"], "source": res.source, "message": res.message,
         "learned": res.test["ld3"], "best_heuristic": {"name": best, **res.test[best]},
-        "learned_minus_best": res.test["ld3_minus_best"],
+        "learned_minus_best": res.test["ld3_minus_best"], "guard": res.guard,
         "heuristics": {k: v for k, v in res.test.items() if k not in ("ld3", "ld3_minus_best")},
     }
 
@@ -126,7 +126,7 @@ def model_sha256(spec: ModelSpec) -> str:
     """The weights' content hash; an analytic model (no weights) hashes its catalog entry."""
     if spec.sha256:
         return spec.sha256
-    entry = {k: v for k, v in spec.to_dict().items() if k != "description"}
+    entry = {k: v for k, v in spec.to_dict().items() if k not in ("description", "guard_features")}
     return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
 
 
@@ -465,13 +465,14 @@ def _run(job: Claimed, spec: ModelSpec, resume: dict[str, Any] | None, settings:
     loaded = load_model(spec, settings.model_root, allow_pickle=settings.allow_pickle, device=device)
     cfg = job_config(job.solver, job.nfe, job.options, latent=loaded.latent)
     inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=job.options.get("guidance"),
-                         prompts=job.options.get("prompts"), class_labels=job.options.get("class_labels"), device=device)
+                         prompts=job.options.get("prompts"), class_labels=job.options.get("class_labels"), device=device,
+                         model_root=settings.model_root)
     cost = job_cost(cfg, resume_iteration=resume["iteration"] if resume else 0,
                     preview_samples=2 * len(PREVIEW_SEEDS) if has_images(loaded) else 0)
     rep = Reporter(factory, job.id, worker, lease, settings, cfg.n_train // cfg.ld3.batch_size, cost)
     res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device,
                   conditions=inputs.conditions, on_progress=rep.on_progress, on_checkpoint=rep.on_checkpoint,
-                  should_stop=rep.should_stop, resume=resume)
+                  should_stop=rep.should_stop, resume=resume, features=inputs.features)
     return res, loaded, cfg
 
 

@@ -9,14 +9,18 @@ The one place that knows how a loaded model's conditioning and latent space meet
   prompt (no scale given: 1, the conditional model alone);
 - latent models are trained and sampled in latent space (so LD3's ball radius counts latent
   dimensions, ``ld3core.train.radius``), decoded by the VAE before the loss and the images,
-  with the paper's latent recipe (``LD3Config.latent``).
+  with the paper's latent recipe (``LD3Config.latent``);
+- the guard's feature map is the one the catalog names (``ModelSpec.guard_features``), on
+  decoded images.
 The worker runner and the benchmarks call these; ``ld3core`` stays free of diffusers.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -25,7 +29,7 @@ from torch import Tensor
 from ld3core.config import LD3Config
 from ld3core.denoisers import ConditionalDenoiser, Denoiser, conditioned
 from ld3core.losses import make_loss
-from ld3core.optimize import Conditions, JobConfig, JobResult, run_job
+from ld3core.optimize import Conditions, Features, JobConfig, JobResult, run_job
 from ld3core.solvers import get_solver
 from ld3core.teacher import prior_noise
 from ld3core.train import LossFn, Progress
@@ -39,7 +43,8 @@ class JobInputs:
 
     ``conditions`` maps sample seeds to per-sample conditions (None for unconditional models);
     ``ld3_overrides`` are the LD3 settings the model's kind needs (the latent recipe), applied
-    under the job's own options by ``ld3_config``.
+    under the job's own options by ``ld3_config``; ``features`` is the guard's feature map of
+    samples (None: the catalog names none, or no model root was given to find it).
     """
 
     denoiser: Denoiser | ConditionalDenoiser
@@ -47,6 +52,7 @@ class JobInputs:
     loss_fn: LossFn
     conditions: Conditions | None
     ld3_overrides: dict[str, Any] = field(default_factory=dict)
+    features: Features | None = None
 
     def ld3_config(self, **options: Any) -> LD3Config:
         """The job's LD3 configuration: the model's overrides, then ``options`` on top."""
@@ -105,14 +111,34 @@ def _denoiser(loaded: LoadedModel, guidance: float | None) -> Denoiser | Conditi
     return loaded.conditional(1.0 if guidance is None else float(guidance))
 
 
+def guard_features(loaded: LoadedModel, model_root: str | os.PathLike, device: torch.device | str = "cpu") -> Features | None:
+    """The feature map the catalog names for the guard's distribution check (``ModelSpec.guard_features``),
+    applied to decoded images; None if it names none."""
+    if loaded.spec.guard_features is None:
+        return None
+    from ld3core.classifier import classifier_features, load_classifier
+
+    from .evaluate import CLASSIFIER_FOLDER
+
+    net = load_classifier(Path(model_root) / CLASSIFIER_FOLDER, device=device)
+    decode = loaded.decode if loaded.latent else None
+
+    def features(x: Tensor) -> Tensor:
+        return classifier_features(net, decode(x) if decode else x)
+
+    return features
+
+
 def prepare_job(
     loaded: LoadedModel, *, loss: str = "lpips", guidance: float | None = None, prompts: Sequence[str] | None = None,
     class_labels: Sequence[int] | None = None, device: torch.device | str = "cpu",
+    model_root: str | os.PathLike | None = None,
 ) -> JobInputs:
     """LD3 inputs for ``loaded`` (already on ``device``): the (conditional) denoiser, the sampled
     shape (latent for latent models), the per-sample loss (after decoding latents; LPIPS repeats
     one channel to three and upsamples images below 32 px itself), the condition function of
-    seeds and the LD3 overrides. Raises ``ValueError`` naming the option that does not fit."""
+    seeds, the LD3 overrides and, with ``model_root``, the guard's feature map. Raises
+    ``ValueError`` naming the option that does not fit."""
     _check_options(loaded, guidance, prompts, class_labels)
     return JobInputs(
         denoiser=_denoiser(loaded, guidance),
@@ -120,6 +146,7 @@ def prepare_job(
         loss_fn=make_loss(loss, device=device, decode=loaded.decode if loaded.latent else None),
         conditions=conditions_for(loaded, prompts=prompts, class_labels=class_labels, device=device),
         ld3_overrides=latent_overrides() if loaded.latent else {},
+        features=None if model_root is None else guard_features(loaded, model_root, device),
     )
 
 
@@ -135,7 +162,7 @@ def run_model_job(
     with ``prepare_job(...).ld3_config(...)`` to get a latent model's recipe."""
     inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=guidance, prompts=prompts, class_labels=class_labels, device=device)
     return run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, dtype=dtype,
-                   conditions=inputs.conditions, on_progress=on_progress, on_checkpoint=on_checkpoint,
+                   conditions=inputs.conditions, features=inputs.features, on_progress=on_progress, on_checkpoint=on_checkpoint,
                    should_stop=should_stop, resume=resume)
 
 

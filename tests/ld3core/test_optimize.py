@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 import torch
 
 from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
@@ -59,7 +60,30 @@ def test_the_guard_wants_a_clear_paired_win():
     # Same job, an impossible margin: LD3 is better on average but not by 1e6 standard errors.
     res = run_job(DEN, (2,), dataclasses.replace(job(), guard_z=1e6), l2, dtype=torch.float64)
     assert res.test["ld3"]["mean"] < min(v["mean"] for k, v in res.test.items() if k not in ("ld3", "ld3_minus_best"))
-    assert res.source == res.best_heuristic and "clearly enough" in res.message
+    assert res.source == res.best_heuristic and "not closer to the teacher beyond noise" in res.message
+    assert res.guard["serve_ld3"] is False and res.guard["fd"] is None
+
+
+def test_a_feature_map_adds_the_distribution_check_to_the_guard():
+    from ld3core.guard import fd_difference
+    from ld3core.optimize import held_out_test
+    from ld3core.heuristics import heuristic
+
+    cfg = job()
+    res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64, features=lambda x: x)
+    fd = res.guard["fd"]
+    assert res.source == "ld3" and fd["fd_a"] < fd["fd_b"] and "FD to the teacher" in res.message
+    # The verdict's figures are those of the test pairs' samples (recomputed here from the job's seeds).
+    pairs = job_pairs(DEN, (2,), cfg, dtype=torch.float64)["test"]
+    cands = {h: heuristic(h, DEN.schedule, cfg.ld3.n_steps) for h in cfg.heuristics}
+    test, best, v = held_out_test(DEN, cfg, cands, (res.learned_t_steps, res.learned_t_model), pairs, l2, features=lambda x: x)
+    assert best == res.best_heuristic and v.to_dict() == res.guard and test == res.test
+    from ld3core.solvers import get_solver
+
+    fn = get_solver("euler").fn
+    again = fd_difference(fn(DEN, pairs.x_T, res.learned_t_steps, res.learned_t_model), fn(DEN, pairs.x_T, cands[best], None),
+                          pairs.x_0, seed=cfg.ld3.seed)
+    assert again["mean"] == pytest.approx(fd["mean"])
 
 
 def _class_model():

@@ -88,6 +88,7 @@ def test_frozen():
         (dict(image_shape=5), "image_shape", "sequence of positive integers"),
         (dict(format="safetensors", architecture="tiny_conv", schedule={"name": "edm"}, prediction="x0", image_shape=(1, 8, 8)),
          "image_shape", "only latent diffusers"),
+        (dict(guard_features="inception"), "guard_features", "unknown feature map"),
     ],
 )
 def test_validation_names_field_and_reason(kw, field, reason):

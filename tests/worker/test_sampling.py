@@ -192,3 +192,22 @@ def test_text_model_conditions_cycle_over_the_prompts(models):
         prepare_job(m, loss="l2", prompts="a cat")
     with pytest.raises(ValueError, match="labels: model 'sd' is not class-conditional"):
         generate(m, "euler", t, None, [0], prompts=PROMPTS, labels=[0])
+
+
+def test_the_guard_s_feature_map_is_the_catalog_s_on_decoded_images(models, tmp_path):
+    import dataclasses
+    from pathlib import Path
+
+    from ld3core.classifier import FEATURE_DIM, classifier_features, load_classifier
+    from worker.evaluate import CLASSIFIER_FOLDER
+
+    root = Path(__file__).resolve().parents[2] / "models"
+    assert prepare_job(models["ddpm"], loss="l2", model_root=root).features is None  # the catalog names none
+    net = load_classifier(root / CLASSIFIER_FOLDER)
+    for key in ("ddpm", "latent"):
+        m = dataclasses.replace(models[key], spec=dataclasses.replace(models[key].spec, guard_features="digits-classifier"))
+        assert prepare_job(m, loss="l2").features is None  # no model root: nowhere to find it
+        feats = prepare_job(m, loss="l2", model_root=root).features
+        x = torch.randn(3, *m.sample_shape)
+        images = m.decode(x) if m.latent else x
+        assert feats(x).shape == (3, FEATURE_DIM) and torch.equal(feats(x), classifier_features(net, images))
