@@ -66,8 +66,9 @@ def test_the_guard_wants_a_clear_paired_win():
 
 def test_a_feature_map_adds_the_distribution_check_to_the_guard():
     from ld3core.guard import fd_difference
-    from ld3core.optimize import held_out_test
     from ld3core.heuristics import heuristic
+    from ld3core.optimize import held_out_test
+    from ld3core.solvers import get_solver
 
     cfg = job()
     res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64, features=lambda x: x)
@@ -78,8 +79,6 @@ def test_a_feature_map_adds_the_distribution_check_to_the_guard():
     cands = {h: heuristic(h, DEN.schedule, cfg.ld3.n_steps) for h in cfg.heuristics}
     test, best, v = held_out_test(DEN, cfg, cands, (res.learned_t_steps, res.learned_t_model), pairs, l2, features=lambda x: x)
     assert best == res.best_heuristic and v.to_dict() == res.guard and test == res.test
-    from ld3core.solvers import get_solver
-
     fn = get_solver("euler").fn
     again = fd_difference(fn(DEN, pairs.x_T, res.learned_t_steps, res.learned_t_model), fn(DEN, pairs.x_T, cands[best], None),
                           pairs.x_0, seed=cfg.ld3.seed)
