@@ -129,10 +129,11 @@ def _mean_sem(v: Tensor) -> dict[str, float]:
 @torch.no_grad()
 def per_sample_losses(
     denoiser: Denoiser | ConditionalDenoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs,
-    loss_fn: LossFn, batch_size: int,
+    loss_fn: LossFn, batch_size: int, final: str = "sigma_min",
 ) -> Tensor:
-    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T."""
-    fn, out = get_solver(solver).fn, []
+    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T,
+    its last step ending under the ``final`` rule (``ld3core.solvers.final_grid``)."""
+    fn, out = get_solver(solver).ending(final), []
     for i in range(0, len(pairs), batch_size):
         den = conditioned(denoiser, None if pairs.cond is None else pairs.cond[i : i + batch_size])
         x0 = fn(den, pairs.x_T[i : i + batch_size], t_steps, t_model)
@@ -191,7 +192,7 @@ def run_job(
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
     t0 = _clock(device)
     cands = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
-    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size).mean())
+    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size, ld3.final).mean())
              for h, t in cands.items()}
     ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
     chosen = ranked[: cfg.starts] if cfg.init == "best" else [cfg.init]
@@ -210,7 +211,7 @@ def run_job(
     for i, (name, t, tc) in enumerate(todo):
         if on_progress:
             on_progress(Progress("evaluation", i, len(todo)))
-        per[name] = per_sample_losses(denoiser, ld3.solver, t, tc, splits["test"], loss_fn, cfg.batch_size)
+        per[name] = per_sample_losses(denoiser, ld3.solver, t, tc, splits["test"], loss_fn, cfg.batch_size, ld3.final)
     if on_progress:
         on_progress(Progress("evaluation", len(todo), len(todo)))
     timings["evaluation_s"] = _clock(device) - t0
