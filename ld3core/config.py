@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from .parameterization import MODES
-from .solvers import SOLVERS
+from .solvers import FINALS, SOLVERS
 
 LOSSES = ("lpips", "lpips_alex", "l2", "l1")
 
@@ -43,6 +43,9 @@ class LD3Config:
     remat: bool = True
     val_batch_size: int = 64
     seed: int = 0
+    # The sampler's last step, which LD3 learns with: "sigma_min" ends at t_min (today's rule, the
+    # default), "zero" lands on the data prediction at sigma = 0 (ld3core.solvers.final_grid).
+    final: str = "sigma_min"
 
     @classmethod
     def latent(cls, **overrides: Any) -> "LD3Config":
@@ -63,6 +66,8 @@ class LD3Config:
             bad("loss", f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; known: {list(MODES)}")
+        if self.final not in FINALS:
+            bad("final", f"unknown final step {self.final!r}; known: {list(FINALS)}")
         if self.select_on not in ("hard", "soft"):
             bad("select_on", "must be 'hard' or 'soft'")
         for name in ("batch_size", "val_every", "val_batch_size", "patience"):

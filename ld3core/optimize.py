@@ -129,19 +129,20 @@ Features = Callable[[Tensor], Tensor]  # samples (n, *sample_shape) -> feature v
 @torch.no_grad()
 def per_sample_losses(
     denoiser: Denoiser | ConditionalDenoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs,
-    loss_fn: LossFn, batch_size: int,
+    loss_fn: LossFn, batch_size: int, final: str = "sigma_min",
 ) -> Tensor:
-    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T."""
-    return losses_and_features(denoiser, solver, t_steps, t_model, pairs, loss_fn, batch_size)[0]
+    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T,
+    its last step ending under the ``final`` rule (``ld3core.solvers.final_grid``)."""
+    return losses_and_features(denoiser, solver, t_steps, t_model, pairs, loss_fn, batch_size, final=final)[0]
 
 
 @torch.no_grad()
 def losses_and_features(
     denoiser: Denoiser | ConditionalDenoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs,
-    loss_fn: LossFn, batch_size: int, features: Features | None = None,
+    loss_fn: LossFn, batch_size: int, features: Features | None = None, final: str = "sigma_min",
 ) -> tuple[Tensor, Tensor | None]:
     """``per_sample_losses`` and, given ``features``, the features of the same samples."""
-    fn, out, feats = get_solver(solver).fn, [], []
+    fn, out, feats = get_solver(solver).ending(final), [], []
     for i in range(0, len(pairs), batch_size):
         den = conditioned(denoiser, None if pairs.cond is None else pairs.cond[i : i + batch_size])
         x0 = fn(den, pairs.x_T[i : i + batch_size], t_steps, t_model)
@@ -192,7 +193,8 @@ def held_out_test(
     for i, (name, t, tc) in enumerate(todo):
         if on_progress:
             on_progress(Progress("evaluation", i, len(todo)))
-        per[name], feats[name] = losses_and_features(denoiser, cfg.ld3.solver, t, tc, pairs, loss_fn, cfg.batch_size, features)
+        per[name], feats[name] = losses_and_features(denoiser, cfg.ld3.solver, t, tc, pairs, loss_fn, cfg.batch_size, features,
+                                                     final=cfg.ld3.final)
     if on_progress:
         on_progress(Progress("evaluation", len(todo), len(todo)))
     test = {name: mean_sem(v) for name, v in per.items()}
@@ -235,7 +237,7 @@ def run_job(
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
     t0 = _clock(device)
     cands = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
-    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size).mean())
+    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size, ld3.final).mean())
              for h, t in cands.items()}
     ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
     chosen = ranked[: cfg.starts] if cfg.init == "best" else [cfg.init]

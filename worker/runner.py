@@ -169,7 +169,7 @@ def samples_png(loaded: LoadedModel, solver: str, res: JobResult, cfg: JobConfig
     seeds = list(PREVIEW_SEEDS)
     best = heuristic(res.best_heuristic, loaded.schedule, cfg.ld3.n_steps)
     rows = [generate(loaded, solver, t, tm, seeds, guidance=guidance, prompts=prompts, class_labels=class_labels,
-                     device=device)
+                     device=device, final=cfg.ld3.final)
             for t, tm in ((best, None), (res.learned_t_steps, res.learned_t_model))]
     grid = torch.stack(rows)  # (2, n, C, H, W) in [-1, 1]
     r, n, c, h, w = grid.shape

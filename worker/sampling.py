@@ -182,9 +182,11 @@ def generate(
     loaded: LoadedModel, solver: str, t_steps: Tensor, t_model: Tensor | None, seeds: Sequence[int], *,
     guidance: float | None = None, prompts: Sequence[str] | None = None, labels: Sequence[int] | Tensor | None = None,
     class_labels: Sequence[int] | None = None, batch_size: int = 64, device: torch.device | str = "cpu",
+    final: str = "sigma_min",
 ) -> Tensor:
     """Images (n, *image_shape) in [-1, 1] on the CPU, sampled with ``solver`` on ``t_steps``
-    (network times ``t_model``; None: the same) from the prior noise of ``seeds``.
+    (network times ``t_model``; None: the same) from the prior noise of ``seeds``, the last step
+    ending under the ``final`` rule (``ld3core.solvers.final_grid``).
 
     Sample i depends only on ``seeds[i]`` and its condition (``labels[i]`` if given, else the
     seed's own from ``prompts`` / ``class_labels``, as in a job), never on the batch. Latent
@@ -206,7 +208,7 @@ def generate(
         cond = None if fn is None else fn(list(seeds))
     t_steps = torch.as_tensor(t_steps, dtype=torch.float64).to(device)
     t_model = None if t_model is None else torch.as_tensor(t_model, dtype=torch.float64).to(device)
-    fn_solve, out = get_solver(solver).fn, []
+    fn_solve, out = get_solver(solver).ending(final), []
     for i in range(0, len(seeds), batch_size):
         den = conditioned(denoiser, None if cond is None else cond[i : i + batch_size])
         x0 = fn_solve(den, x_T[i : i + batch_size], t_steps, t_model)

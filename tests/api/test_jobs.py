@@ -65,6 +65,15 @@ def test_an_unknown_model_is_a_422_listing_the_known_ones(client, queue):
     assert queue.ids == []
 
 
+def test_a_heun_nfe_that_leaves_an_evaluation_unused_is_a_422_listing_the_nearest_valid_ones(client, queue):
+    r = client.post("/jobs", json={**JOB, "solver": "heun", "nfe": 6}, headers=ADMIN)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "nfe"] and "leave 1 unused" in err["msg"] and "nearest valid NFEs: 5, 7" in err["msg"]
+    assert queue.ids == []
+    assert client.post("/jobs", json={**JOB, "solver": "heun", "nfe": 7}, headers=ADMIN).status_code == 201
+
+
 def test_conditioning_must_fit_the_model(client, queue):
     cases = [({"guidance": 3.0}, "guidance", "unconditional"),
              ({"class_labels": [1, 2]}, "class_labels", "not class-conditional"),

@@ -16,7 +16,7 @@ def test_defaults_are_the_papers_pixel_recipe():
 @pytest.mark.parametrize("field,value,match", [
     ("solver", "rk45", "solver"), ("nfe", 0, "nfe"), ("nfe", 1, "nfe"), ("loss", "ssim", "loss"),
     ("mode", "sigma", "mode"), ("batch_size", 0, "batch_size"), ("factor", 1.5, "factor"),
-    ("lr_xi", -1.0, "lr_xi"), ("select_on", "best", "select_on"),
+    ("lr_xi", -1.0, "lr_xi"), ("select_on", "best", "select_on"), ("final", "t_min", "final"),
 ])
 def test_bad_values_name_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
@@ -46,3 +46,14 @@ def test_job_splits_are_disjoint_and_seeded():
         JobConfig(heuristics=("karras",))
     with pytest.raises(ValueError, match="n_train"):
         JobConfig(n_train=1)
+
+
+def test_the_final_step_rule_defaults_to_sigma_min_for_every_job():
+    """Today's rule stays the default (LD3 results measured with it stay comparable); a config
+    stored before the rule existed reads as sigma_min."""
+    assert LD3Config().final == "sigma_min" and LD3Config.latent().final == "sigma_min"
+    assert JobConfig().ld3.final == "sigma_min"
+    old = LD3Config().to_dict()
+    del old["final"]
+    assert LD3Config.from_dict(old) == LD3Config()
+    assert LD3Config(final="zero").final == "zero"
