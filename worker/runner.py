@@ -41,6 +41,7 @@ import torch
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ld3core import config
 from ld3core.heuristics import heuristic
 from ld3core.optimize import JobConfig, JobResult, JobStopped, run_job
 from ld3core.schedules import NoiseSchedule
@@ -75,7 +76,7 @@ def job_config(solver: str, nfe: int, options: dict[str, Any], *, latent: bool =
     """The ld3core ``JobConfig`` of a job: its solver and NFE and its stored options (validated
     again: a job never runs with an option silently dropped), with the paper's pixel or latent
     recipe for the options left unset."""
-    return JobConfig.from_dict(JobOptions.model_validate(options).job_config(solver, nfe, latent=latent))
+    return config.job_config(solver, nfe, JobOptions.model_validate(options).ld3_options(), latent=latent)
 
 
 # Checkpoint bytes.
