@@ -1,8 +1,11 @@
 """``ld3``: run an LD3 job locally.
 
     ld3 optimize --model gmm2d-edm --solver unipc --nfe 5
-    ld3 optimize --model gmm64-vp --solver dpmpp_3m --nfe 4 --json
+    ld3 optimize --model gmm64-vp --solver dpmpp_3m --nfe 4 --n-train 100 --lr-xi 0.01 --json
     ld3 models
+
+Every job option is a flag (``--teacher-nfe``, ``--no-restore``, ...): the options of
+``POST /jobs``, with ld3core.config's defaults.
 """
 
 from __future__ import annotations
@@ -10,19 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
+from . import config
 from .accel import compile_denoiser
-from .config import LOSSES, LD3Config
-from .heuristics import HEURISTICS
+from .config import OPTIONS, JobConfig, LD3Config
 from .losses import make_loss
 from .models import builtin_names, load_builtin
-from .optimize import JobConfig, JobResult, run_job
-from .parameterization import MODES
+from .optimize import JobResult, run_job
 from .solvers import SOLVERS
-from .teacher import TeacherSpec
 from .train import Progress
 
 
@@ -31,29 +32,49 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     o = sub.add_parser("optimize", help="run one LD3 job on a built-in model")
     o.add_argument("--model", default="gmm2d-edm", help="built-in model (see `ld3 models`)")
-    o.add_argument("--solver", default="unipc", choices=sorted(SOLVERS))
-    o.add_argument("--nfe", type=int, default=5)
-    o.add_argument("--loss", choices=LOSSES, help="default: the model's (l2 for analytic models)")
-    o.add_argument("--mode", choices=MODES, default="time")
-    o.add_argument("--no-decoupled", action="store_true", help="do not learn the model-input times")
-    o.add_argument("--hard", action="store_true", help="hard teacher forcing (no soft x'_T)")
-    o.add_argument("--starts", type=int, default=3, help="best heuristics trained side by side")
-    o.add_argument("--n-train", type=int, default=50)
-    o.add_argument("--n-val", type=int, default=50)
-    o.add_argument("--n-test", type=int, default=100)
-    o.add_argument("--epochs", type=int, nargs=2, metavar=("PHASE1", "PHASE2"), default=(2, 5))
-    o.add_argument("--teacher-solver", default="unipc", choices=sorted(SOLVERS))
-    o.add_argument("--teacher-nfe", type=int, default=20)
-    o.add_argument("--teacher-heuristic", default="logsnr", choices=sorted(HEURISTICS))
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--solver", default=LD3Config.solver, choices=sorted(SOLVERS))
+    o.add_argument("--nfe", type=int, default=LD3Config.nfe)
     o.add_argument("--device", default="cpu")
     o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     o.add_argument("--compile", action="store_true", help="torch.compile the network call (inductor; no CUDA graphs)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.add_argument("--out", help="also write the JSON result to this file")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_job_options(o.add_argument_group(
+        "job options", "the options of POST /jobs under the same names; each one left out keeps ld3core.config's default"))
     sub.add_parser("models", help="list the built-in models")
     return p
+
+
+def _add_job_options(group: argparse._ArgumentGroup) -> None:
+    """A flag for every job option (``ld3core.config.OPTIONS``), defaulting to None: the config's default."""
+    for option in OPTIONS.values():
+        flag, default = "--" + option.name.replace("_", "-"), option.default
+        if option.name == "loss":
+            default = "the model's (l2 for the analytic built-ins)"
+        elif isinstance(default, tuple):
+            default = " ".join(default)
+        kw: dict[str, Any] = {"dest": option.name, "default": None, "help": f"default: {default}"}
+        if option.type is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif isinstance(option.default, tuple):
+            group.add_argument(flag, nargs="+", metavar=option.name.upper(), **kw)
+        else:
+            group.add_argument(flag, type=option.type, metavar=option.type.__name__.upper(), **kw)
+    # Shorthands kept from before every option had its flag.
+    group.add_argument("--hard", dest="soft", action="store_false", default=None, help="hard teacher forcing: --no-soft")
+    group.add_argument("--epochs", type=int, nargs=2, metavar=("PHASE1", "PHASE2"),
+                       help="--phase1-epochs PHASE1 --phase2-epochs PHASE2")
+
+
+def job_config(args: argparse.Namespace, default_loss: str) -> JobConfig:
+    """The JobConfig of ``ld3 optimize``: the options given, every other one ld3core.config's default
+    (the same ``job_config`` as a job submitted to the service); the loss defaults to the model's."""
+    options = {name: getattr(args, name) for name in OPTIONS}
+    if args.epochs:
+        options["phase1_epochs"], options["phase2_epochs"] = args.epochs
+    options["loss"] = options["loss"] or default_loss
+    return config.job_config(args.solver, args.nfe, options)
 
 
 class _Bar:
@@ -94,19 +115,11 @@ def format_report(res: JobResult) -> str:
 
 def optimize(args: argparse.Namespace) -> int:
     model = load_builtin(args.model)
-    ld3 = LD3Config(
-        solver=args.solver, nfe=args.nfe, loss=args.loss or model.default_loss, mode=args.mode,
-        decoupled=not args.no_decoupled, soft=not args.hard, phase1_epochs=args.epochs[0],
-        phase2_epochs=args.epochs[1], seed=args.seed,
-    )
-    cfg = JobConfig(
-        ld3=ld3, teacher=TeacherSpec(args.teacher_solver, args.teacher_nfe, args.teacher_heuristic),
-        n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, starts=args.starts,
-    )
+    cfg = job_config(args, model.default_loss)
     bar = _Bar(not args.quiet)
     den = compile_denoiser(model.denoiser, args.device) if args.compile else model.denoiser
     try:
-        res = run_job(den, model.sample_shape, cfg, make_loss(ld3.loss, device=args.device),
+        res = run_job(den, model.sample_shape, cfg, make_loss(cfg.ld3.loss, device=args.device),
                       device=args.device, dtype=getattr(torch, args.dtype), on_progress=bar)
     finally:
         bar.close()

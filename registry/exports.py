@@ -6,7 +6,7 @@ at sigma = 0 instead; versions from before the rule are "sigma_min"), and the ne
 times ``t_model`` in its schedule's own time (``time_space``), plus two columns the worker
 computes: ``sigmas`` = the noise level a sigma-driven sampler uses at each step time
 (diffusion schedules: sigma_t / alpha_t, the k-diffusion / VE sigma; rectified flow: sigma_t = t,
-the flow sigma in [0, 1] that diffusers and ComfyUI use; see ``worker.runner.step_sigmas``) and
+the flow sigma in [0, 1] that diffusers and ComfyUI use; see ``worker.version.step_sigmas``) and
 ``model_timesteps`` = the value the network is called with at each ``t_model``
 (VP discrete: the fractional training index k of t = (k + 1) / n_train; flow: t * 1000).
 This module only selects, rounds and annotates those lists; every loss of information is

@@ -1,10 +1,13 @@
 """What the API checks about solvers, heuristics and losses, without importing torch.
 
-Mirrors ``ld3core.solvers.SOLVERS`` (and ``ld3core.config`` / ``ld3core.heuristics``);
-``tests/registry/test_solvers.py`` fails if the two drift apart.
+The solver table mirrors ``ld3core.solvers.SOLVERS`` (which holds the solver functions, hence
+torch); ``tests/registry/test_registry_solvers.py`` fails if the two drift apart. The names of
+the heuristics, losses and modes are ``ld3core.config``'s own (a module without torch).
 """
 
 from __future__ import annotations
+
+from ld3core.config import FINALS, HEURISTIC_NAMES, LOSSES, MODES
 
 # Network evaluations per step: Heun takes 2 per step, its last step is Euler (EDM's convention).
 EVALS_PER_STEP: dict[str, int] = {
@@ -23,10 +26,6 @@ EVALS_PER_STEP: dict[str, int] = {
     "ipndm_3": 1,
 }
 SOLVER_NAMES: tuple[str, ...] = tuple(sorted(EVALS_PER_STEP))
-HEURISTIC_NAMES: tuple[str, ...] = ("time_uniform", "time_quadratic", "logsnr", "edm")  # ld3core order
-LOSSES: tuple[str, ...] = ("lpips", "lpips_alex", "l2", "l1")
-MODES: tuple[str, ...] = ("time", "lambda")
-FINALS: tuple[str, ...] = ("sigma_min", "zero")  # ld3core.solvers.FINALS: how a schedule's last step ends
 MAX_NFE = 100
 MIN_STEPS = 2  # one step has no interior time to learn
 

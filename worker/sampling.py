@@ -12,24 +12,25 @@ The one place that knows how a loaded model's conditioning and latent space meet
   with the paper's latent recipe (``LD3Config.latent``);
 - the guard's feature map is the one the catalog names (``ModelSpec.guard_features``), on
   decoded images.
-The worker runner and the benchmarks call these; ``ld3core`` stays free of diffusers.
+The worker runner (through ``run_model_job``) and the benchmarks call these; ``ld3core`` stays
+free of diffusers.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ld3core.config import LD3Config
+from ld3core.config import JobConfig, LD3Config
 from ld3core.denoisers import ConditionalDenoiser, Denoiser, conditioned
 from ld3core.losses import make_loss
-from ld3core.optimize import Conditions, Features, JobConfig, JobResult, run_job
+from ld3core.optimize import Conditions, Features, JobResult, run_job
 from ld3core.solvers import get_solver
 from ld3core.teacher import prior_noise
 from ld3core.train import LossFn, Progress
@@ -42,27 +43,21 @@ class JobInputs:
     """What ``ld3core.optimize.run_job`` takes for one catalog model and one set of job options.
 
     ``conditions`` maps sample seeds to per-sample conditions (None for unconditional models);
-    ``ld3_overrides`` are the LD3 settings the model's kind needs (the latent recipe), applied
-    under the job's own options by ``ld3_config``; ``features`` is the guard's feature map of
-    samples (None: the catalog names none, or no model root was given to find it).
+    ``latent``: the model samples in latent space, so the paper's latent recipe applies
+    (``ld3_config``); ``features`` is the guard's feature map of samples (None: the catalog names
+    none, or no model root was given to find it).
     """
 
     denoiser: Denoiser | ConditionalDenoiser
     sample_shape: tuple[int, ...]
     loss_fn: LossFn
     conditions: Conditions | None
-    ld3_overrides: dict[str, Any] = field(default_factory=dict)
+    latent: bool = False
     features: Features | None = None
 
     def ld3_config(self, **options: Any) -> LD3Config:
-        """The job's LD3 configuration: the model's overrides, then ``options`` on top."""
-        return LD3Config(**{**self.ld3_overrides, **options})
-
-
-def latent_overrides() -> dict[str, Any]:
-    """The fields where the paper's latent recipe differs from the pixel one (App. B.1.2)."""
-    pixel, latent = LD3Config(), LD3Config.latent()
-    return {f.name: getattr(latent, f.name) for f in fields(LD3Config) if getattr(latent, f.name) != getattr(pixel, f.name)}
+        """The job's LD3 configuration: the model's recipe (pixel or latent), ``options`` on top."""
+        return LD3Config.latent(**options) if self.latent else LD3Config(**options)
 
 
 def _check_options(
@@ -137,15 +132,15 @@ def prepare_job(
     """LD3 inputs for ``loaded`` (already on ``device``): the (conditional) denoiser, the sampled
     shape (latent for latent models), the per-sample loss (after decoding latents; LPIPS repeats
     one channel to three and upsamples images below 32 px itself), the condition function of
-    seeds, the LD3 overrides and, with ``model_root``, the guard's feature map. Raises
-    ``ValueError`` naming the option that does not fit."""
+    seeds, whether the latent recipe applies and, with ``model_root``, the guard's feature map.
+    Raises ``ValueError`` naming the option that does not fit."""
     _check_options(loaded, guidance, prompts, class_labels)
     return JobInputs(
         denoiser=_denoiser(loaded, guidance),
         sample_shape=loaded.sample_shape,
         loss_fn=make_loss(loss, device=device, decode=loaded.decode if loaded.latent else None),
         conditions=conditions_for(loaded, prompts=prompts, class_labels=class_labels, device=device),
-        ld3_overrides=latent_overrides() if loaded.latent else {},
+        latent=loaded.latent,
         features=None if model_root is None else guard_features(loaded, model_root, device),
     )
 
@@ -157,10 +152,14 @@ def run_model_job(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
+    model_root: str | os.PathLike | None = None,
 ) -> JobResult:
-    """``run_job`` for a catalog model, with the loss named by ``cfg.ld3.loss``. Build ``cfg.ld3``
-    with ``prepare_job(...).ld3_config(...)`` to get a latent model's recipe."""
-    inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=guidance, prompts=prompts, class_labels=class_labels, device=device)
+    """``run_job`` for a catalog model, with the loss named by ``cfg.ld3.loss`` and, given
+    ``model_root``, the guard's feature map the catalog names: what the worker runs for a job
+    (``worker.runner``). Build ``cfg`` with ``worker.options.job_config(..., latent=loaded.latent)``
+    or ``cfg.ld3`` with ``prepare_job(...).ld3_config(...)`` to get a latent model's recipe."""
+    inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=guidance, prompts=prompts, class_labels=class_labels, device=device,
+                         model_root=model_root)
     return run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, dtype=dtype,
                    conditions=inputs.conditions, features=inputs.features, on_progress=on_progress, on_checkpoint=on_checkpoint,
                    should_stop=should_stop, resume=resume)

@@ -31,6 +31,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..config import FINALS
 from .dpmpp import dpmpp_2m, dpmpp_3m
 from .euler import euler
 from .heun import heun
@@ -38,7 +39,6 @@ from .ipndm import ipndm
 from .unipc import unipc
 
 Solver = Callable[..., Tensor]
-FINALS: tuple[str, ...] = ("sigma_min", "zero")  # how a stored schedule's last step ends (package docstring)
 
 
 def check_final(final: str) -> str:

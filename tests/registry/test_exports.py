@@ -245,11 +245,11 @@ def test_exports_module_imports_no_torch():
 
 
 def test_a_version_built_the_way_the_worker_builds_it_round_trips():
-    """The stored columns from ld3core's schedule and worker.runner, exported and fed to diffusers."""
+    """The stored columns from ld3core's schedule and worker.version, exported and fed to diffusers."""
     import torch
 
     from ld3core.schedules import VPDiscrete
-    from worker.runner import step_sigmas, time_space
+    from worker.version import step_sigmas, time_space
 
     sch = VPDiscrete.linear()
     t = torch.tensor([1.0, 0.6015, 0.2513, 0.081, 0.001], dtype=torch.float64)  # fractional training indices

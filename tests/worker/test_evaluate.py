@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ld3core.config import TeacherSpec
 from ld3core.heuristics import HEURISTICS, heuristic
-from ld3core.teacher import TeacherSpec
 from worker import evaluate as ev
 from worker.loaders import load_model
 
