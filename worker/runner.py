@@ -47,7 +47,7 @@ from ld3core.schedules import NoiseSchedule
 from ld3core.train import Progress, validation_passes
 from registry import jobs as q
 from registry.catalog import ModelSpec
-from registry.db import session_scope
+from registry.db import json_safe, session_scope
 from registry.models import get_model
 from registry.schemas import JobOptions, ScheduleVersionCreate
 from registry.settings import Settings
@@ -181,11 +181,6 @@ def samples_png(loaded: LoadedModel, solver: str, res: JobResult, cfg: JobConfig
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _finite(x: float | None) -> float | None:
-    """JSON columns refuse NaN and infinities (PostgreSQL): store them as null."""
-    return x if x is not None and math.isfinite(x) else None
 
 
 def resolve_device(name: str) -> str:
@@ -330,7 +325,7 @@ class Reporter:
                     q.add_event(s, self.job_id, "phase", f"{p.phase} started", {"phase": p.phase, "total": p.total})
                 self.lease.update(q.update_progress(
                     s, self.job_id, worker=self.worker, phase=p.phase, done=p.iteration, total=p.total,
-                    loss_current=_finite(p.val), loss_best=_finite(p.best), eta_s=_finite(eta), curve_point=point,
+                    loss_current=json_safe(p.val), loss_best=json_safe(p.best), eta_s=json_safe(eta), curve_point=point,
                 ))
         except TRANSIENT_DB_ERRORS as e:  # the job goes on; the lease thread notices a lasting outage
             log.warning("job %s: progress not written: %s", self.job_id, e)
@@ -350,8 +345,8 @@ class Reporter:
         if self.last_row is not None:  # on_checkpoint ran just before this report
             best = self.last_row["best"]
             lr = self.last_row["lr_xi"][min(range(len(best)), key=best.__getitem__)]
-        return {"iteration": p.iteration, "train": _finite(p.loss), "val_hard": _finite(p.val_hard),
-                "val_soft": _finite(p.val_soft), "lr": lr}
+        return {"iteration": p.iteration, "train": json_safe(p.loss), "val_hard": json_safe(p.val_hard),
+                "val_soft": json_safe(p.val_soft), "lr": lr}
 
     def on_checkpoint(self, state: dict[str, Any]) -> None:
         it = state["iteration"]
@@ -521,7 +516,7 @@ def _version(job: Claimed, spec: ModelSpec, loaded: LoadedModel, cfg: JobConfig,
         t_steps=res.t_steps.tolist(), t_model=res.t_model.tolist(), time_space=time_space(sch),
         sigmas=step_sigmas(sch, res.t_steps), model_timesteps=model_timesteps(loaded, res.t_model),
         schedule_config=sch.config(), source=res.source, model_sha256=model_sha256(spec),
-        config=cfg.to_dict(), seed=cfg.ld3.seed, code_version=code_version(), val_loss=_finite(val),
+        config=cfg.to_dict(), seed=cfg.ld3.seed, code_version=code_version(), val_loss=json_safe(val),
         quality=json_safe(quality(res, cfg.ld3.loss)), job_id=job.id, samples_png=png,
     )
 
@@ -538,14 +533,3 @@ def _result(res: JobResult, schedule: NoiseSchedule, cfg: JobConfig) -> dict[str
     d["step_sigmas"] = {"ld3": step_sigmas(schedule, res.learned_t_steps),
                         **{h: step_sigmas(schedule, heuristic(h, schedule, n)) for h in cfg.heuristics}}
     return json_safe(d)
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None (PostgreSQL's JSON refuses them)."""
-    if isinstance(obj, float):
-        return _finite(obj)
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
