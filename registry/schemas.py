@@ -231,7 +231,8 @@ class JobCreate(BaseModel):
 
 
 class JobProgress(BaseModel):
-    phase: str | None
+    phase: str | None = Field(description="teacher | training | evaluation while the job runs; a finished job keeps the "
+                                          "phase it ended in (a failed or cancelled one: where it stopped)")
     done: int
     total: int
     loss_current: float | None
@@ -260,6 +261,21 @@ class JobEventPublic(BaseModel):
         return cls.model_validate(row)
 
 
+class JobPublished(BaseModel):
+    """The schedule version a succeeded job published: what it serves and how that compares."""
+
+    version: int
+    source: str = Field(description='what the version serves: "ld3" (the learned schedule) or the heuristic the '
+                                    "test guard returned because LD3 did not beat it")
+    val_loss: float | None = Field(description="the validation loss of what the version serves")
+    quality: dict[str, Any] = Field(description="test losses of the learned schedule and of every heuristic, the best "
+                                                "heuristic, and the learned minus the best (paired, mean and sem)")
+
+    @classmethod
+    def from_row(cls, row: ScheduleVersionRow) -> "JobPublished":
+        return cls(version=row.version, source=row.source, val_loss=row.val_loss, quality=row.quality)
+
+
 class JobPublic(BaseModel):
     """A job as the API shows it; ``events`` only where asked for (``GET /jobs/{id}``)."""
 
@@ -279,6 +295,7 @@ class JobPublic(BaseModel):
     finished_at: dt.datetime | None
     schedule_version_id: int | None
     result: dict[str, Any] | None
+    published: JobPublished | None = Field(description="the schedule version the job published (null until it succeeds)")
     curve: list[dict[str, Any]]
     events: list[JobEventPublic] | None = None
 
@@ -292,6 +309,7 @@ class JobPublic(BaseModel):
             attempts=row.attempts, cancel_requested=row.cancel_requested, worker=row.worker, error=row.error,
             created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
             schedule_version_id=row.schedule_version_id, result=row.result, curve=list(row.curve or []),
+            published=None if row.schedule_version is None else JobPublished.from_row(row.schedule_version),
             events=None if events is None else [JobEventPublic.from_row(e) for e in events],
         )
 
@@ -463,7 +481,8 @@ class ApiKeyCreated(ApiKeyPublic):
 
 
 __all__ = [
-    "JobOptions", "JobOptionRules", "JobCreate", "JobProgress", "JobPublic", "JobEventPublic", "ScheduleVersionCreate",
+    "JobOptions", "JobOptionRules", "JobCreate", "JobProgress", "JobPublished", "JobPublic", "JobEventPublic",
+    "ScheduleVersionCreate",
     "ScheduleVersionPublic", "ScheduleExport", "ModelCreate", "ModelPublic", "ApiKeyCreate", "ApiKeyPublic",
     "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN", "INT32_MAX", "INT64_MAX", "NoNul", "refuse_nul",
     "MAX_LEARNING_RATE", "MAX_GAMMA", "MAX_CLIP", "MAX_GUARD_Z", "MAX_ITERATIONS",

@@ -21,13 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ld3core.train import Progress
 from registry import jobs as q
-from registry.db import DATABASE_UNREACHABLE, session_scope
+from registry.db import DATABASE_UNREACHABLE, json_safe, session_scope
 from registry.settings import Settings
 
 from .checkpoint import state_to_bytes
 from .eta import Eta
 from .lease import Lease
-from .version import json_safe  # a non-finite loss is not written: the stored one stays
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ free of diffusers.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from ld3core.optimize import Conditions, Features, JobResult, run_job
 from ld3core.solvers import get_solver
 from ld3core.teacher import prior_noise
 from ld3core.train import LossFn, Progress
+from registry.conditioning import conditioning_errors
 
 from .loaders import LoadedModel
 
@@ -63,23 +63,11 @@ class JobInputs:
 def _check_options(
     loaded: LoadedModel, guidance: float | None, prompts: Sequence[str] | None, class_labels: Sequence[int] | None = None
 ) -> None:
-    key, kind = loaded.spec.key, loaded.conditioning
-    if guidance is not None:
-        if kind == "none":
-            raise ValueError(f"guidance: model {key!r} is unconditional; classifier-free guidance needs a conditional model")
-        if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0):
-            raise ValueError(f"guidance: must be a finite number >= 0, got {guidance!r}")
-    if kind == "text":
-        if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompts: model {key!r} is text-conditional and needs a non-empty list of prompts")
-    elif prompts is not None:
-        raise ValueError(f"prompts: model {key!r} takes no text prompts (conditioning {kind!r})")
-    if class_labels is not None:
-        if kind != "class":
-            raise ValueError(f"class_labels: model {key!r} is not class-conditional (conditioning {kind!r})")
-        n = loaded.spec.num_classes
-        if not class_labels or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in class_labels):
-            raise ValueError(f"class_labels: need a non-empty list of labels in 0..{n - 1}, got {list(class_labels)!r}")
+    """``ValueError`` naming the first option that does not fit the model (``registry.conditioning``, the API's rules)."""
+    errors = conditioning_errors(loaded.spec, guidance=guidance, prompts=prompts, class_labels=class_labels)
+    if errors:
+        name, reason = errors[0]
+        raise ValueError(f"{name}: {reason}")
 
 
 def conditions_for(

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import math
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from ld3core.heuristics import heuristic
 from ld3core.optimize import JobResult
 from ld3core.schedules import NoiseSchedule
 from registry.catalog import ModelSpec
+from registry.db import json_safe
 from registry.schemas import ScheduleVersionCreate
 
 from .loaders import LoadedModel
@@ -83,17 +83,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return version
     return f"{version}+g{commit}" + (".dirty" if dirty else "")
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None (PostgreSQL's JSON refuses them)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def schedule_version(res: JobResult, cfg: JobConfig, loaded: LoadedModel, spec: ModelSpec, *, job_id: str,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from api_support import ADMIN, CLASS_MODEL
+from api_support import ADMIN, version_data
 
-from api.routes.jobs import conditioning_errors
 from registry import jobs as jq
 from registry.db import session_scope
-from registry.schemas import JobCreate
 
 JOB = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5, "options": {"n_train": 20, "loss": "l2"}}
 
@@ -92,21 +90,6 @@ def test_conditioning_must_fit_the_model(client, queue):
     assert queue.ids == [ok.json()["id"]]
 
 
-def test_conditioning_errors_is_empty_for_a_fitting_job():
-    data = JobCreate(model="cond-digits", solver="unipc", nfe=5, options={"class_labels": [0], "guidance": 1.5})
-    assert conditioning_errors(CLASS_MODEL, data) == []
-    text_spec = {**CLASS_MODEL, "conditioning": "text"}
-    data = JobCreate(model="cond-digits", solver="unipc", nfe=5, options={"prompts": ["a digit"], "guidance": 7.5})
-    assert conditioning_errors(text_spec, data) == []
-
-
-def test_a_text_conditional_model_needs_prompts():
-    """The worker refuses a text model's job without prompts; the API refuses it at submit."""
-    text_spec = {**CLASS_MODEL, "conditioning": "text"}
-    (err,) = conditioning_errors(text_spec, JobCreate(model="sd-tiny", solver="unipc", nfe=5, options={"guidance": 7.5}))
-    assert err["loc"] == ["body", "options", "prompts"] and "text-conditional" in err["msg"]
-
-
 def test_a_broker_failure_is_a_503_and_the_job_stays_queued(client, queue, factory):
     queue.fail = ConnectionError("redis down")
     r = client.post("/jobs", json=JOB, headers=ADMIN)
@@ -131,6 +114,20 @@ def test_get_job_shows_progress_events_and_curve(client, factory):
                                "loss_best": 0.4, "eta_s": 12.0}
     assert job["curve"][-1]["iteration"] == 5
     assert [e["kind"] for e in job["events"]][0] == "submitted"
+
+
+def test_a_succeeded_job_shows_the_version_it_published_in_the_list_and_alone(client, factory):
+    job_id = client.post("/jobs", json=JOB, headers=ADMIN).json()["id"]
+    other = client.post("/jobs", json={**JOB, "nfe": 6}, headers=ADMIN).json()["id"]
+    served = version_data(5).model_copy(update={"source": "time_uniform", "val_loss": 0.03})
+    with session_scope(factory) as s:
+        jq.claim_job(s, job_id, worker="w1", stale_after_s=120)
+        jq.finish_success(s, job_id, version=served, result={"source": "time_uniform"}, worker="w1")
+    listed = {j["id"]: j for j in client.get("/jobs", headers=ADMIN).json()["data"]}
+    alone = client.get(f"/jobs/{job_id}", headers=ADMIN).json()
+    expected = {"version": 1, "source": "time_uniform", "val_loss": 0.03, "quality": served.quality}
+    assert listed[job_id]["published"] == alone["published"] == expected
+    assert listed[other]["published"] is None  # queued: nothing published yet
 
 
 def test_get_unknown_job_is_a_404_naming_it(client):
