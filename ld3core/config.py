@@ -24,6 +24,7 @@ MODES = ("time", "lambda")  # the parameterization of the step times (ld3core.pa
 SELECT_ON = ("hard", "soft")
 FINALS = ("sigma_min", "zero")  # how a schedule's last step ends (ld3core.solvers.final_grid)
 HEURISTIC_NAMES = ("time_uniform", "time_quadratic", "logsnr", "edm")  # ld3core.heuristics.HEURISTICS, in order
+EVAL_METRICS = ("fd_digits", "fid", "lpips_teacher")  # the sample-quality metrics of worker.evaluate (`ld3 evaluate`)
 
 # Where the paper's latent-space recipe differs from the pixel-space one (App. B.1.2).
 LATENT_RECIPE: dict[str, Any] = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}

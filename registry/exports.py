@@ -222,7 +222,7 @@ def _diffusers(v: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     else:
         payload["timesteps"] = None
         caveats.append(f"no timesteps: diffusers' timestep schedulers are discrete VP; a {family} model takes its "
-                       "schedule as sigmas (EDMEulerScheduler only through api.apply.apply_schedule, which converts "
+                       "schedule as sigmas (EDMEulerScheduler only through client.apply.apply_schedule, which converts "
                        "them to its karras ramp)")
         caveats += _decoupled_caveat(v, "with sigmas alone the network is evaluated at t_steps")
     return payload, caveats

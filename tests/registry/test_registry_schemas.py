@@ -126,13 +126,13 @@ def test_every_config_field_is_an_api_option_with_one_default():
 
 
 def test_a_job_over_http_and_ld3_optimize_get_the_same_config():
-    from ld3core.cli import _parser
-    from ld3core.cli import job_config as cli_job_config
+    from ld3cli.main import parser
+    from ld3cli.optimize import job_config as cli_job_config
     from ld3core.config import job_config
 
     for flags, options in (([], {}), (["--n-train", "8", "--no-restore", "--heuristics", "edm", "logsnr", "--starts", "2"],
                                       {"n_train": 8, "restore": False, "heuristics": ["edm", "logsnr"], "starts": 2})):
-        args = _parser().parse_args(["optimize", "--solver", "heun", "--nfe", "5", "--loss", "l1", *flags])
+        args = parser().parse_args(["optimize", "--solver", "heun", "--nfe", "5", "--loss", "l1", *flags])
         api = JobCreate(model="m", solver="heun", nfe=5, options={"loss": "l1", **options}).options.ld3_options()
         assert cli_job_config(args, default_loss="l2") == job_config("heun", 5, api), flags
 

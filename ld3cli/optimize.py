@@ -1,11 +1,12 @@
-"""``ld3``: run an LD3 job locally.
+"""``ld3 optimize`` and ``ld3 models``: run an LD3 job locally on a built-in model (ld3core only, no service).
 
     ld3 optimize --model gmm2d-edm --solver unipc --nfe 5
     ld3 optimize --model gmm64-vp --solver dpmpp_3m --nfe 4 --n-train 100 --lr-xi 0.01 --json
     ld3 models
 
 Every job option is a flag (``--teacher-nfe``, ``--no-restore``, ...): the options of
-``POST /jobs``, with ld3core.config's defaults.
+``POST /jobs``, with ld3core.config's defaults. torch is imported when a job runs, not when the
+command line is read.
 """
 
 from __future__ import annotations
@@ -13,26 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-import torch
+from ld3core import config
+from ld3core.config import OPTIONS, JobConfig, LD3Config
+from registry.solvers import SOLVER_NAMES
 
-from . import config
-from .accel import compile_denoiser
-from .config import OPTIONS, JobConfig, LD3Config
-from .losses import make_loss
-from .models import builtin_names, load_builtin
-from .optimize import JobResult, run_job
-from .solvers import SOLVERS
-from .train import Progress
+if TYPE_CHECKING:
+    from ld3core.optimize import JobResult
+    from ld3core.train import Progress
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ld3", description="Learn diffusion-ODE time discretizations with LD3.")
-    sub = p.add_subparsers(dest="command", required=True)
-    o = sub.add_parser("optimize", help="run one LD3 job on a built-in model")
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    o = sub.add_parser("optimize", help="run one LD3 job locally on a built-in model (ld3core)")
     o.add_argument("--model", default="gmm2d-edm", help="built-in model (see `ld3 models`)")
-    o.add_argument("--solver", default=LD3Config.solver, choices=sorted(SOLVERS))
+    o.add_argument("--solver", default=LD3Config.solver, choices=SOLVER_NAMES)
     o.add_argument("--nfe", type=int, default=LD3Config.nfe)
     o.add_argument("--device", default="cpu")
     o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -42,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_job_options(o.add_argument_group(
         "job options", "the options of POST /jobs under the same names; each one left out keeps ld3core.config's default"))
-    sub.add_parser("models", help="list the built-in models")
-    return p
+    o.set_defaults(run=cmd_optimize)
+    sub.add_parser("models", help="list ld3core's built-in models").set_defaults(run=cmd_models)
 
 
 def _add_job_options(group: argparse._ArgumentGroup) -> None:
@@ -81,11 +77,11 @@ class _Bar:
     """The job's phases (``ld3core.progress.PhaseProgress``), fed by ``Progress``."""
 
     def __init__(self, enabled: bool) -> None:
-        from .progress import PhaseProgress
+        from ld3core.progress import PhaseProgress
 
         self.enabled, self.progress = enabled, PhaseProgress()
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: "Progress") -> None:
         if self.enabled:
             post = {} if p.best is None else {"val": f"{p.val:.4g}" if p.val is not None else "-", "best": f"{p.best:.4g}"}
             self.progress.update(p.phase, p.iteration, p.total, post)
@@ -94,7 +90,7 @@ class _Bar:
         self.progress.close()
 
 
-def format_report(res: JobResult) -> str:
+def format_report(res: "JobResult") -> str:
     """The learned schedule and a quality table: every heuristic and LD3 on the same test pairs."""
     lines = [res.message, ""]
     lines.append("learned t_steps: " + ", ".join(f"{v:.6g}" for v in res.learned_t_steps.tolist()))
@@ -114,6 +110,13 @@ def format_report(res: JobResult) -> str:
 
 
 def optimize(args: argparse.Namespace) -> int:
+    import torch
+
+    from ld3core.accel import compile_denoiser
+    from ld3core.losses import make_loss
+    from ld3core.models import load_builtin
+    from ld3core.optimize import run_job
+
     model = load_builtin(args.model)
     cfg = job_config(args, model.default_loss)
     bar = _Bar(not args.quiet)
@@ -131,17 +134,17 @@ def optimize(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """``ld3 optimize``: exit status 2 with one line on bad input (an unknown model, an invalid option)."""
     try:
-        if args.command == "models":
-            print("\n".join(builtin_names()))
-            return 0
         return optimize(args)
     except ValueError as e:
         print(f"ld3: error: {e}", file=sys.stderr)
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def cmd_models(args: argparse.Namespace) -> int:
+    from ld3core.models import builtin_names
+
+    print("\n".join(builtin_names()))
+    return 0

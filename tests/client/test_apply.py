@@ -1,4 +1,4 @@
-"""api.apply with real diffusers schedulers and a tiny DDPMPipeline sampling with the applied schedule."""
+"""client.apply with real diffusers schedulers and a tiny DDPMPipeline sampling with the applied schedule."""
 
 import math
 import subprocess
@@ -21,7 +21,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from api.apply import ScheduleNotApplicable, apply_schedule, k_diffusion_sigmas, scheduler_solvers
+from client.apply import ScheduleNotApplicable, apply_schedule, k_diffusion_sigmas, scheduler_solvers
 from registry.exports import export
 
 N_TRAIN = 1000
@@ -260,5 +260,5 @@ def test_reapplying_to_a_pipeline_replaces_the_pin():
 
 
 def test_apply_module_imports_neither_torch_nor_diffusers():
-    code = "import sys, api.apply; bad = {'torch', 'diffusers'} & set(sys.modules); assert not bad, bad"
+    code = "import sys, client.apply; bad = {'torch', 'diffusers'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
