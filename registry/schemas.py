@@ -424,6 +424,9 @@ class ModelCreate(BaseModel):
     image_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] | None = Field(
         None, min_length=1, max_length=MAX_SHAPE_DIMS, description="latent diffusers pipelines: the decoded image shape "
                                                                    "(sample_shape is then the latent shape)")
+    guard_features: str | None = Field(
+        None, max_length=100, description="the feature map of the publish guard's distribution check (registry.catalog.GUARD_FEATURES); "
+                          "null: that check is not made")
     description: str = Field("", max_length=4000)
 
     @model_validator(mode="after")
