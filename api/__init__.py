@@ -1,5 +1,5 @@
 """The HTTP service: FastAPI routes over the registry (never imports torch).
 
-``api.main.create_app`` builds the app; ``api.client.Client`` talks to it; ``api.cli.main`` is
-the ``ld3`` command.
+``api.main.create_app`` builds the app. The server alone: ``client.Client`` talks to it and
+``ld3cli`` is the ``ld3`` command, neither imported here (``tests/test_layering.py``).
 """

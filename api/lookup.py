@@ -1,7 +1,8 @@
 """The hot path's one indexed query: which schedule version id does ``GET /schedules`` serve?
 
-The active pointer by its primary key, or a version by its unique key, read outside any
-transaction. SQLite (the embedded mode, a local file): on the event loop, through one
+The active pointer by its primary key, or a version by its unique key (the statements are
+``registry.schedules.ACTIVE_VERSION_ID`` and ``VERSION_ID``; this module owns only the
+connections they run on), read outside any transaction. SQLite (the embedded mode, a local file): on the event loop, through one
 persistent driver connection and the statement compiled once; in WAL mode such a read never
 waits for a writer, and it costs less than the hop to a worker thread would. PostgreSQL: a
 few psycopg async connections (autocommit) owned by the event loop, so the round trip is
@@ -26,22 +27,15 @@ from threading import Lock
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, bindparam, create_engine, select, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
-from registry.db import DATABASE_UNREACHABLE
-from registry.schedules import guidance_key
-from registry.tables import ActiveScheduleRow, ScheduleVersionRow
+from registry.db import DATABASE_UNREACHABLE, PING_SQL
+from registry.db import ping as ping_database
+from registry.schedules import ACTIVE_VERSION_ID, VERSION_ID, guidance_key
 
-ACTIVE_ID = select(ActiveScheduleRow.version_id).where(
-    ActiveScheduleRow.model_key == bindparam("model"), ActiveScheduleRow.solver == bindparam("solver"),
-    ActiveScheduleRow.nfe == bindparam("nfe"), ActiveScheduleRow.guidance_key == bindparam("gk"))
-VERSION_ID = select(ScheduleVersionRow.id).where(
-    ScheduleVersionRow.model_key == bindparam("model"), ScheduleVersionRow.solver == bindparam("solver"),
-    ScheduleVersionRow.nfe == bindparam("nfe"), ScheduleVersionRow.guidance_key == bindparam("gk"),
-    ScheduleVersionRow.version == bindparam("version"))
 SQLITE_READ_TIMEOUT_S = 5.0
 PG_CONNECT_TIMEOUT_S = 5  # a server that does not answer (a partition) fails a lookup, it does not hang it
 
@@ -116,7 +110,7 @@ class VersionIdLookup:
         self._lock = Lock()
         self._pg = AsyncPgConnections(url) if self.kind == "postgresql" else None
         self._sql = {}
-        for name, stmt in (("active", ACTIVE_ID), ("version", VERSION_ID)):
+        for name, stmt in (("active", ACTIVE_VERSION_ID), ("version", VERSION_ID)):
             compiled = stmt.compile(dialect=self.engine.dialect)
             self._sql[name] = (str(compiled), tuple(compiled.positiontup or ()))
 
@@ -143,12 +137,12 @@ class VersionIdLookup:
         return vid, False
 
     async def ping(self) -> None:
-        """``SELECT 1`` through the lookup's own connections (``/readyz``): raises what a lookup
+        """``registry.db.PING_SQL`` through the lookup's own connections (``/readyz``): raises what a lookup
         would, or waits as long as a lookup would for a free connection."""
         if self.kind == "sqlite":
-            self._sqlite_row("SELECT 1", [])
+            self._sqlite_row(PING_SQL, [])
         elif self.kind == "postgresql":
-            await self._pg.fetch_one("SELECT 1", {})
+            await self._pg.fetch_one(PING_SQL, {})
         else:
             await run_in_threadpool(self._pooled_ping)
 
@@ -192,7 +186,7 @@ class VersionIdLookup:
             raise
 
     def _pooled(self, params: dict[str, Any]) -> int | None:
-        stmt = ACTIVE_ID if params["version"] is None else VERSION_ID
+        stmt = ACTIVE_VERSION_ID if params["version"] is None else VERSION_ID
         for attempt in (1, 2):
             try:
                 with self.engine.connect() as conn:
@@ -204,7 +198,7 @@ class VersionIdLookup:
 
     def _pooled_ping(self) -> None:
         with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            ping_database(conn)
 
     async def aclose(self) -> None:
         """Close the connections (in the loop that opened them)."""

@@ -16,12 +16,11 @@ from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry import jobs as job_q
 from registry.db import make_engine, make_session_factory
 from registry.settings import Settings, get_settings
-from registry.tables import JobRow
 from worker.queue import JobQueue
 
 from . import errors, openapi, outage, params
@@ -30,7 +29,7 @@ from .auth import KeyCache, bootstrap_admin_key
 from .body_limit import BodyLimitMiddleware
 from .instrumentation import Metrics, MetricsMiddleware
 from .lookup import VersionIdLookup
-from .routes import dashboard, health, jobs, keys, metrics, models, schedules
+from .routes import dashboard, health, jobs, keys, me, metrics, models, samples, schedules
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def count_jobs_by_state(factory: sessionmaker[Session]) -> dict[str, int]:
     """Jobs per state (for the ``ld3_jobs`` gauge); empty if the database does not answer."""
     try:
         with factory() as s:
-            return {state: n for state, n in s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))}
+            return job_q.count_by_state(s)
     except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down; /readyz says so
         log.warning("metrics: cannot count jobs by state", exc_info=True)
         return {}
@@ -98,8 +97,8 @@ def create_app(settings: Settings | None = None, queue: JobQueue | None = None) 
     app.state.metrics = Metrics(lambda: count_jobs_by_state(factory))
     errors.install(app)
     outage.install(app)
-    for r in (jobs.router, schedules.router, models.router, keys.router, health.router, metrics.router,
-              dashboard.router):
+    for r in (jobs.router, schedules.router, samples.router, models.router, keys.router, me.router, health.router,
+              metrics.router, dashboard.router):
         app.include_router(r)
     openapi.install(app)
     app.add_middleware(AllowedMethodsMiddleware, routes=app.routes)  # innermost: answers OPTIONS, corrects 405s

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .lpips_weights import file_sha256
+from .files import file_sha256
 
 SIZE = 16
 FEATURE_DIM = 128

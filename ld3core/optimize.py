@@ -9,6 +9,8 @@ Beyond the paper's recipe (one start, checkpoint picked on 50 noisy validation p
   the teacher's beyond noise; otherwise the job says so and returns that heuristic, with the
   figures.
 
+The job's configuration (``JobConfig``, every default) lives in ``ld3core.config``.
+
 Conditional models: ``conditions(seeds) -> Tensor`` gives each sample's condition as a pure
 function of its seed (and the caller's job options), so that a resumed job recomputes the
 same pairs; every pass over the pairs (teacher, scoring, training, test) uses them.
@@ -18,72 +20,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .config import LD3Config
+from .config import JobConfig
 from .denoisers import ConditionalDenoiser, Denoiser, conditioned
 from .guard import Verdict, mean_sem, verdict
-from .heuristics import HEURISTICS, heuristic
+from .heuristics import heuristic
 from .solvers import get_solver
-from .teacher import Pairs, TeacherSpec, teacher_pairs
+from .teacher import Pairs, teacher_pairs
 from .train import LossFn, Progress, TrainResult, train
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    ld3: LD3Config = field(default_factory=LD3Config)
-    teacher: TeacherSpec = field(default_factory=TeacherSpec)
-    n_train: int = 50
-    n_val: int = 50
-    n_test: int = 300  # the guard's pairs: 100 missed a 21% better schedule (issue 10)
-    starts: int = 3  # best heuristics (on validation) trained side by side
-    init: str = "best"  # "best": the ``starts`` best heuristics; a heuristic's name: that one alone (authors: time_uniform)
-    guard_z: float = 1.645  # one-sided z of both guard checks (ld3core.guard); 0: point estimates only
-    heuristics: tuple[str, ...] = tuple(HEURISTICS)
-    batch_size: int = 64  # teacher and evaluation batches
-
-    def __post_init__(self) -> None:
-        for name in ("n_train", "n_val", "n_test", "starts", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1")
-        unknown = [h for h in self.heuristics if h not in HEURISTICS]
-        if unknown or not self.heuristics:
-            raise ValueError(f"heuristics: unknown {unknown}; known: {sorted(HEURISTICS)}")
-        if self.init != "best" and self.init not in self.heuristics:
-            raise ValueError(f"init: 'best' or one of the job's heuristics {list(self.heuristics)}; got {self.init!r}")
-        if not self.guard_z >= 0:
-            raise ValueError("guard_z: must be >= 0")
-        if self.n_train < self.ld3.batch_size:
-            raise ValueError(f"n_train: needs at least batch_size={self.ld3.batch_size} pairs")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["heuristics"] = list(self.heuristics)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "JobConfig":
-        d = dict(d)
-        ld3 = LD3Config.from_dict(d.pop("ld3", {}))
-        teacher = TeacherSpec(**d.pop("teacher", {}))
-        if "heuristics" in d:
-            d["heuristics"] = tuple(d["heuristics"])
-        return cls(ld3=ld3, teacher=teacher, **d)
-
-    def seeds(self) -> dict[str, list[int]]:
-        """Disjoint sample seeds per split, derived from the job seed."""
-        base = self.ld3.seed * 10_000_019
-        n = (self.n_train, self.n_val, self.n_test)
-        return {
-            "train": list(range(base, base + n[0])),
-            "val": list(range(base + n[0], base + n[0] + n[1])),
-            "test": list(range(base + n[0] + n[1], base + sum(n))),
-        }
-
 
 Conditions = Callable[[Sequence[int]], Tensor]  # sample seeds -> per-sample conditions (n, ...)
 
@@ -129,19 +78,20 @@ Features = Callable[[Tensor], Tensor]  # samples (n, *sample_shape) -> feature v
 @torch.no_grad()
 def per_sample_losses(
     denoiser: Denoiser | ConditionalDenoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs,
-    loss_fn: LossFn, batch_size: int,
+    loss_fn: LossFn, batch_size: int, final: str = "sigma_min",
 ) -> Tensor:
-    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T."""
-    return losses_and_features(denoiser, solver, t_steps, t_model, pairs, loss_fn, batch_size)[0]
+    """Loss of one discretization on every pair (under its own condition), batched, from the original x_T,
+    its last step ending under the ``final`` rule (``ld3core.solvers.final_grid``)."""
+    return losses_and_features(denoiser, solver, t_steps, t_model, pairs, loss_fn, batch_size, final=final)[0]
 
 
 @torch.no_grad()
 def losses_and_features(
     denoiser: Denoiser | ConditionalDenoiser, solver: str, t_steps: Tensor, t_model: Tensor | None, pairs: Pairs,
-    loss_fn: LossFn, batch_size: int, features: Features | None = None,
+    loss_fn: LossFn, batch_size: int, features: Features | None = None, final: str = "sigma_min",
 ) -> tuple[Tensor, Tensor | None]:
     """``per_sample_losses`` and, given ``features``, the features of the same samples."""
-    fn, out, feats = get_solver(solver).fn, [], []
+    fn, out, feats = get_solver(solver).ending(final), [], []
     for i in range(0, len(pairs), batch_size):
         den = conditioned(denoiser, None if pairs.cond is None else pairs.cond[i : i + batch_size])
         x0 = fn(den, pairs.x_T[i : i + batch_size], t_steps, t_model)
@@ -192,7 +142,8 @@ def held_out_test(
     for i, (name, t, tc) in enumerate(todo):
         if on_progress:
             on_progress(Progress("evaluation", i, len(todo)))
-        per[name], feats[name] = losses_and_features(denoiser, cfg.ld3.solver, t, tc, pairs, loss_fn, cfg.batch_size, features)
+        per[name], feats[name] = losses_and_features(denoiser, cfg.ld3.solver, t, tc, pairs, loss_fn, cfg.batch_size, features,
+                                                     final=cfg.ld3.final)
     if on_progress:
         on_progress(Progress("evaluation", len(todo), len(todo)))
     test = {name: mean_sem(v) for name, v in per.items()}
@@ -235,7 +186,7 @@ def run_job(
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
     t0 = _clock(device)
     cands = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
-    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size).mean())
+    val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size, ld3.final).mean())
              for h, t in cands.items()}
     ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
     chosen = ranked[: cfg.starts] if cfg.init == "best" else [cfg.init]

@@ -23,10 +23,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .config import MODES
 from .schedules import DTYPE, NoiseSchedule
 
 Mode = Literal["time", "lambda"]
-MODES = ("time", "lambda")
 # Fraction of the smallest gap a decoupled offset may use: just under the authors' 0.5, because
 # two neighbours at +/- half the smallest gap meet (t^c_i = t^c_{i+1}), which training with
 # ``restore`` reached on a toy model (tests/ld3core/test_train.py, conditional cases).

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .config import TeacherSpec
 from .denoisers import ConditionalDenoiser, Denoiser, conditioned
 from .heuristics import heuristic
 from .solvers import get_solver
@@ -26,13 +27,6 @@ def prior_noise(
     """x_T ~ N(0, sigma_T^2 I), one CPU generator per seed, then moved to ``device``."""
     xs = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64) for s in seeds]
     return (torch.stack(xs) * sigma_T).to(dtype=dtype, device=device)
-
-
-@dataclass(frozen=True)
-class TeacherSpec:
-    solver: str = "unipc"
-    nfe: int = 20
-    heuristic: str = "logsnr"
 
 
 @dataclass

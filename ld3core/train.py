@@ -90,7 +90,7 @@ class _Run:
         self.sch = denoiser.schedule
         self.base = denoiser
         self.den = None if train.cond is not None else self._remat(denoiser)  # unconditional: one denoiser
-        self.solver = get_solver(cfg.solver).fn
+        self.solver = get_solver(cfg.solver).ending(cfg.final)
         self.train, self.val = train, val
         self.device = train.x_T.device
         self.sample_ndim = train.x_T.ndim - 1
@@ -312,7 +312,7 @@ class _Run:
         return st
 
     def load(self, st: dict[str, Any]) -> None:
-        if st["config"] != self.cfg.to_dict():
+        if {"final": "sigma_min", **st["config"]} != self.cfg.to_dict():  # states from before ``final``: sigma_min
             raise ValueError("resume state was made with a different LD3 configuration")
         for n in STATE_TENSORS:
             if st[n].shape != getattr(self, n).shape:

@@ -10,6 +10,7 @@ transaction is open, take turns; transactions here are short.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, exc
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +75,18 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, in nested dicts and lists too: JSON, and so
+    PostgreSQL's json columns, have no NaN or infinity. Dict keys become strings, as JSON's are."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class Base(DeclarativeBase):
     """Declarative base of every table (``registry.tables``); JSON for dict/list annotations."""
 
@@ -115,6 +128,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions bound to ``engine``; objects stay readable after commit (``expire_on_commit=False``)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+PING_SQL = "SELECT 1"  # also run by ``api.lookup`` on the driver connections it holds itself
+
+
+def ping(s: Session | Connection) -> None:
+    """One round trip to the database; raises what the driver raises if it does not answer."""
+    s.execute(text(PING_SQL))
 
 
 @contextmanager
@@ -169,6 +190,7 @@ def downgrade(engine_or_url: Engine | str, revision: str = "base") -> None:
 
 
 __all__ = [
-    "DATABASE_UNREACHABLE", "Base", "UTCDateTime", "utcnow", "make_engine", "make_session_factory", "session_scope",
+    "DATABASE_UNREACHABLE", "Base", "UTCDateTime", "utcnow", "json_safe", "make_engine", "make_session_factory", "PING_SQL", "ping",
+    "session_scope",
     "upgrade", "downgrade", "alembic_config", "MIGRATIONS_DIR",
 ]

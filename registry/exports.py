@@ -1,10 +1,12 @@
 """Format a stored schedule version for the tools that sample with it (pure: no torch, no DB).
 
-A version holds N+1 step times ``t_steps`` (t_0 = T ... t_N = t_min) and the network's
+A version holds N+1 step times ``t_steps`` (t_0 = T ... t_N = t_min), the ``final`` rule of
+its last step (``config.ld3.final``: "sigma_min" ends at t_N, "zero" lands on the data prediction
+at sigma = 0 instead; versions from before the rule are "sigma_min"), and the network's
 times ``t_model`` in its schedule's own time (``time_space``), plus two columns the worker
 computes: ``sigmas`` = the noise level a sigma-driven sampler uses at each step time
 (diffusion schedules: sigma_t / alpha_t, the k-diffusion / VE sigma; rectified flow: sigma_t = t,
-the flow sigma in [0, 1] that diffusers and ComfyUI use; see ``worker.runner.step_sigmas``) and
+the flow sigma in [0, 1] that diffusers and ComfyUI use; see ``worker.version.step_sigmas``) and
 ``model_timesteps`` = the value the network is called with at each ``t_model``
 (VP discrete: the fractional training index k of t = (k + 1) / n_train; flow: t * 1000).
 This module only selects, rounds and annotates those lists; every loss of information is
@@ -17,20 +19,25 @@ Formats:
   ``EulerDiscreteScheduler`` takes them; flow: the N flow sigmas, to which flow-matching
   schedulers append 0 themselves).
 - ``k-diffusion``: N+1 sigmas ending in 0, the samplers' ``sigmas`` argument.
-- ``comfyui``: the same N+1 sigmas as the SIGMAS list of its custom-sampling nodes.
+- ``comfyui``: the same N+1 sigmas, and as ``sigmas_text`` for ComfyUI's ``ManualSigmas`` node:
+  plain decimals (that node reads numbers with the pattern ``[-+]?(?:\\d*\\.*\\d+)``, so
+  ``1e-05`` would become 1 and -5), 9 significant digits (float32 round trip).
+
+Every payload names ``final``; where the consumer's last step differs from it, a caveat says so.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
-from .solvers import EVALS_PER_STEP
+from .solvers import EVALS_PER_STEP, FINALS
 
 FORMATS = ("raw", "diffusers", "k-diffusion", "comfyui")
 FIELDS = ("model_key", "solver", "nfe", "guidance", "version", "t_steps", "t_model", "time_space",
-          "sigmas", "model_timesteps", "schedule_config", "source")
+          "sigmas", "model_timesteps", "schedule_config", "source", "final")
 REQUIRED = ("solver", "nfe", "t_steps", "t_model", "sigmas", "model_timesteps")
 CONTINUOUS_VP = ("vp_linear", "vp_cosine")
 # Tolerance on "t_model equals t_steps" (times are float64 in ld3core, JSON round-trips exactly).
@@ -61,6 +68,21 @@ def schedule_family(v: Mapping[str, Any]) -> str:
     return name
 
 
+def final_rule(final: Any, config: Any) -> str:
+    """The version's final-step rule: ``final`` (a raw export's field), else its training config's
+    ``ld3.final``, else "sigma_min" (every version learned before the rule existed)."""
+    if final is None:
+        final = ((config or {}).get("ld3") or {}).get("final", "sigma_min") if isinstance(config, Mapping) else "sigma_min"
+    if final not in FINALS:
+        raise ValueError(f"final: unknown final step {final!r}; known: {', '.join(FINALS)}")
+    return final
+
+
+def decimal_text(x: float, digits: int = 9) -> str:
+    """``x`` to ``digits`` significant digits in plain decimal notation, never an exponent."""
+    return format(Decimal(f"{x:.{digits}g}"), "f")
+
+
 def round_timesteps(values: Sequence[float]) -> tuple[list[int], list[tuple[int, int, int]]]:
     """Nearest integers (halves up) and the (i, j, value) pairs that rounding made equal."""
     ints = [math.floor(x + 0.5) for x in values]
@@ -88,6 +110,7 @@ def _read(version: Any) -> dict[str, Any]:
         if not all(math.isfinite(x) and x > 0 for x in xs) or any(b >= a for a, b in zip(xs, xs[1:])):
             raise ValueError(f"{k}: must be positive, finite and strictly decreasing, got {xs}")
     evals_per_step(v)  # a known solver
+    v["final"] = final_rule(v["final"], get("config", None))
     v["family"] = schedule_family(v)
     _check_sigma_convention(v)
     return v
@@ -112,7 +135,7 @@ def _decoupled(v: Mapping[str, Any]) -> bool:
 
 def _header(v: Mapping[str, Any]) -> dict[str, Any]:
     return {"schedule": v["family"], "solver": v["solver"], "nfe": v["nfe"], "n_steps": _n(v),
-            "evals_per_step": evals_per_step(v)}
+            "evals_per_step": evals_per_step(v), "final": v["final"]}
 
 
 def _sigmas_to_zero(v: Mapping[str, Any]) -> list[float]:
@@ -121,8 +144,12 @@ def _sigmas_to_zero(v: Mapping[str, Any]) -> list[float]:
 
 
 def _zero_caveat(v: Mapping[str, Any], what: str, last: float) -> str:
+    if v["final"] == "zero":
+        return ("trailing zero: exact, this schedule was learned with its last step landing on the model's denoised "
+                f"prediction at {what} 0 (final='zero'; t_N = {v['t_steps'][-1]:.6g} only anchors the step times)")
     return (f"trailing zero: the final step time's {what} ({last:.6g} at t_N = {v['t_steps'][-1]:.6g}) is replaced by 0, "
-            "so the last step lands on the model's denoised prediction instead of t_min")
+            "so the last step lands on the model's denoised prediction instead of t_min, unlike the learned "
+            "schedule (final='sigma_min')")
 
 
 def _decoupled_caveat(v: Mapping[str, Any], how: str) -> list[str]:
@@ -182,8 +209,10 @@ def _diffusers(v: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             f"integer timesteps: the learned fractional timesteps are rounded to the nearest integer (max change {worst:.3g}); "
             "diffusers' set_timesteps(timesteps=...) takes integers (DPMSolverMultistep casts with astype(int64), which "
             "would truncate). The step grid then follows the rounded times; the sigmas export keeps them exact")
+        payload["final_sigmas_type"] = v["final"]
         caveats.append(f"final step: 'timesteps' has the first N = {n} values; the scheduler adds the last sigma itself: "
-                       "0 with final_sigmas_type='zero', sigma(timestep 0) = sigma(t_N) with 'sigma_min'")
+                       "0 with final_sigmas_type='zero', sigma(timestep 0) = sigma(t_N) with 'sigma_min'; this schedule "
+                       f"was learned with final_sigmas_type={v['final']!r}")
         if dups:
             caveats.append("duplicates: rounding made steps " + ", ".join(f"{i} and {j} (both {k})" for i, j, k in dups)
                            + " equal, a zero-length step; use 'sigmas' with a scheduler that takes them")
@@ -193,7 +222,7 @@ def _diffusers(v: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     else:
         payload["timesteps"] = None
         caveats.append(f"no timesteps: diffusers' timestep schedulers are discrete VP; a {family} model takes its "
-                       "schedule as sigmas (EDMEulerScheduler only through api.apply.apply_schedule, which converts "
+                       "schedule as sigmas (EDMEulerScheduler only through client.apply.apply_schedule, which converts "
                        "them to its karras ramp)")
         caveats += _decoupled_caveat(v, "with sigmas alone the network is evaluated at t_steps")
     return payload, caveats
@@ -224,9 +253,11 @@ def _k_diffusion(v: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def _comfyui(v: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     sigmas = _sigmas_to_zero(v)
-    payload = {**_header(v), "sigmas": sigmas, "sigmas_text": ", ".join(f"{s:.9g}" for s in sigmas)}
-    caveats = [_zero_caveat(v, "sigma", v["sigmas"][-1])
-               + "; feed the list as the SIGMAS input of a custom-sampling node (SamplerCustom, SamplerCustomAdvanced)"]
+    payload = {**_header(v), "sigmas": sigmas, "sigmas_text": ", ".join(decimal_text(s) for s in sigmas)}
+    caveats = [_zero_caveat(v, "sigma", v["sigmas"][-1]),
+               "paste 'sigmas_text' into the sigmas field of a ManualSigmas node (plain decimals, 9 significant "
+               "digits: that node reads no exponent notation) and connect its SIGMAS output to SamplerCustom or "
+               "SamplerCustomAdvanced"]
     caveats += _heun_caveat(v)
     caveats += _decoupled_caveat(v, "ComfyUI derives the network's timestep from sigma, so t_model is lost")
     if v["family"] == "flow":

@@ -27,15 +27,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from .db import UTCDateTime, utcnow
+from .db import UTCDateTime, json_safe, utcnow
 from .schedules import create_version, promote
 from .schemas import JobCreate, ScheduleVersionCreate
 from .tables import (
@@ -85,17 +84,6 @@ def job_fingerprint(data: JobCreate) -> str:
     """sha256 of the canonical JSON of (model, solver, nfe, options with defaults filled in)."""
     body = {"model": data.model, "solver": data.solver, "nfe": data.nfe, "options": data.options.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats become None (JSON, and PostgreSQL's json type, have no NaN/inf)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _reload(s: Session, job_id: str, *, lock: bool = False) -> JobRow | None:
@@ -151,14 +139,14 @@ def get_job(s: Session, job_id: str) -> JobRow | None:
 def list_jobs(
     s: Session, *, state: str | None = None, model: str | None = None, limit: int = 50, offset: int = 0
 ) -> list[JobRow]:
-    """Jobs, newest first, optionally of one state and/or one model."""
+    """Jobs, newest first, optionally of one state and/or one model, each with the version it published."""
     if state is not None and state not in JOB_STATES:
         raise ValueError(f"state: unknown state {state!r}; known: {', '.join(JOB_STATES)}")
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ValueError(f"limit: must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
     if offset < 0:
         raise ValueError(f"offset: must be >= 0, got {offset}")
-    q = select(JobRow)
+    q = select(JobRow).options(selectinload(JobRow.schedule_version))
     if state is not None:
         q = q.where(JobRow.state == state)
     if model is not None:
@@ -174,7 +162,7 @@ def job_events(s: Session, job_id: str) -> list[JobEventRow]:
 def add_event(s: Session, job_id: str, kind: str, message: str, data: dict[str, Any] | None = None) -> JobEventRow:
     if kind not in EVENT_KINDS:
         raise ValueError(f"kind: unknown event kind {kind!r}; known: {', '.join(EVENT_KINDS)}")
-    event = JobEventRow(job_id=job_id, kind=kind, message=message, data=_json_safe(data), at=utcnow())
+    event = JobEventRow(job_id=job_id, kind=kind, message=message, data=json_safe(data), at=utcnow())
     s.add(event)
     s.flush()
     return event
@@ -196,11 +184,16 @@ def request_cancel(s: Session, job_id: str) -> JobRow:
     return job
 
 
+def _stale(now: dt.datetime, stale_after_s: float) -> ColumnElement[bool]:
+    """Running, and no heartbeat for ``stale_after_s`` (or none ever): its worker is presumed dead."""
+    cutoff = now - dt.timedelta(seconds=stale_after_s)
+    return and_(JobRow.state == "running", or_(JobRow.heartbeat_at.is_(None), JobRow.heartbeat_at < cutoff))
+
+
 def claim_job(s: Session, job_id: str, *, worker: str, stale_after_s: float) -> JobRow | None:
     """Take the job for ``worker`` (atomic); None if another worker holds it or it is finished/cancelled."""
     now = utcnow()
-    cutoff = now - dt.timedelta(seconds=stale_after_s)
-    abandoned = and_(JobRow.state == "running", or_(JobRow.heartbeat_at.is_(None), JobRow.heartbeat_at < cutoff))
+    abandoned = _stale(now, stale_after_s)
     claimed = s.execute(
         update(JobRow)
         .where(JobRow.id == job_id, JobRow.cancel_requested.is_(False), or_(JobRow.state == "queued", abandoned))
@@ -214,7 +207,7 @@ def claim_job(s: Session, job_id: str, *, worker: str, stale_after_s: float) -> 
     return _reload(s, job_id)
 
 
-def _cancel_if_abandoned(s: Session, job_id: str, abandoned: Any, now: dt.datetime) -> None:
+def _cancel_if_abandoned(s: Session, job_id: str, abandoned: ColumnElement[bool], now: dt.datetime) -> None:
     """A cancel request on a job whose worker died: nobody will honour it, so cancel it here."""
     done = s.execute(
         update(JobRow).where(JobRow.id == job_id, JobRow.cancel_requested.is_(True), abandoned)
@@ -253,16 +246,16 @@ def update_progress(
     if phase not in JOB_PHASES:
         raise ValueError(f"phase: unknown phase {phase!r}; known: {', '.join(JOB_PHASES)}")
     values: dict[str, Any] = {"phase": phase, "progress_done": done, "progress_total": total, "heartbeat_at": utcnow(),
-                              "eta_s": _json_safe(eta_s)}
+                              "eta_s": json_safe(eta_s)}
     if loss_current is not None:
-        values["loss_current"] = _json_safe(loss_current)
+        values["loss_current"] = json_safe(loss_current)
     if loss_best is not None:
-        values["loss_best"] = _json_safe(loss_best)
+        values["loss_best"] = json_safe(loss_best)
     held = s.execute(update(JobRow).where(*_held_by(job_id, worker)).values(**values)
                      .execution_options(synchronize_session=False)).rowcount == 1
     if held and curve_point is not None:
         job = _reload(s, job_id)
-        job.curve = [*job.curve, _json_safe(curve_point)]
+        job.curve = [*job.curve, json_safe(curve_point)]
         s.flush()
     return _lease(s, job_id, held)
 
@@ -324,7 +317,7 @@ def finish_success(
         raise ValueError(f"version.job_id: {version.job_id!r} is not the finishing job {job_id!r}")
     row = create_version(s, version.model_copy(update={"job_id": job_id}))
     promote(s, row.id, actor=f"job {job_id}")
-    job.result, job.schedule_version_id = _json_safe(result), row.id
+    job.result, job.schedule_version_id = json_safe(result), row.id
     _end(s, job, "succeeded", "succeeded", f"version {row.version} of {row.model_key}/{row.solver}/{row.nfe} "
          f"(source {row.source}) is active", {"version_id": row.id, "version": row.version}, drop_checkpoint=True)
     return row
@@ -397,10 +390,12 @@ def prune_checkpoints(s: Session, *, older_than_s: float) -> list[str]:
 
 def stale_jobs(s: Session, *, stale_after_s: float) -> list[JobRow]:
     """Running jobs whose heartbeat is older than ``stale_after_s`` (their worker is presumed dead)."""
-    cutoff = utcnow() - dt.timedelta(seconds=stale_after_s)
-    return list(s.scalars(select(JobRow).where(JobRow.state == "running", or_(JobRow.heartbeat_at.is_(None),
-                                                                              JobRow.heartbeat_at < cutoff))
-                          .order_by(JobRow.created_at)))
+    return list(s.scalars(select(JobRow).where(_stale(utcnow(), stale_after_s)).order_by(JobRow.created_at)))
+
+
+def count_by_state(s: Session) -> dict[str, int]:
+    """How many jobs are in each state (states without a job are left out)."""
+    return {state: n for state, n in s.execute(select(JobRow.state, func.count()).group_by(JobRow.state))}
 
 
 def queued_jobs(s: Session) -> list[JobRow]:
@@ -412,5 +407,5 @@ __all__ = [
     "IdempotencyConflict", "JobNotFound", "JobStateError", "Lease", "job_fingerprint", "create_job", "get_job",
     "list_jobs", "job_events", "add_event", "request_cancel", "claim_job", "heartbeat", "update_progress",
     "release_job", "save_checkpoint", "load_checkpoint", "finish_success", "finish_failure", "finish_cancelled",
-    "retry_job", "prune_checkpoints", "stale_jobs", "queued_jobs",
+    "retry_job", "prune_checkpoints", "stale_jobs", "count_by_state", "queued_jobs",
 ]

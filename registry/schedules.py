@@ -6,15 +6,27 @@ active pointer to an existing version and leave an audit row (``ScheduleEventRow
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from .db import utcnow
 from .schemas import ScheduleVersionCreate
 from .tables import ActiveScheduleRow, ScheduleEventRow, ScheduleVersionRow
 
 VERSION_RETRIES = 5  # concurrent creators of the same key retry with the next number
+
+
+# The serving path's two lookups (``api.lookup`` compiles them once and runs them on its own
+# connections): the active version's id of a key, and the id of one version of a key. Bound
+# parameters: model, solver, nfe, gk (``guidance_key``) and version.
+ACTIVE_VERSION_ID = select(ActiveScheduleRow.version_id).where(
+    ActiveScheduleRow.model_key == bindparam("model"), ActiveScheduleRow.solver == bindparam("solver"),
+    ActiveScheduleRow.nfe == bindparam("nfe"), ActiveScheduleRow.guidance_key == bindparam("gk"))
+VERSION_ID = select(ScheduleVersionRow.id).where(
+    ScheduleVersionRow.model_key == bindparam("model"), ScheduleVersionRow.solver == bindparam("solver"),
+    ScheduleVersionRow.nfe == bindparam("nfe"), ScheduleVersionRow.guidance_key == bindparam("gk"),
+    ScheduleVersionRow.version == bindparam("version"))
 
 
 def guidance_key(guidance: float | None) -> str:
@@ -64,10 +76,24 @@ def get_active(s: Session, model: str, solver: str, nfe: int, guidance: float | 
 
 
 def get_version(
-    s: Session, model: str, solver: str, nfe: int, version: int, guidance: float | None = None
+    s: Session, model: str, solver: str, nfe: int, version: int, guidance: float | None = None, *, samples: bool = False
 ) -> ScheduleVersionRow | None:
-    return s.scalar(select(ScheduleVersionRow).where(*_key_filter(model, solver, nfe, guidance),
-                                                     ScheduleVersionRow.version == version))
+    """Version ``version`` of this key; ``samples``: with its sample grid loaded (a deferred column)."""
+    q = select(ScheduleVersionRow).where(*_key_filter(model, solver, nfe, guidance), ScheduleVersionRow.version == version)
+    return s.scalar(q.options(undefer(ScheduleVersionRow.samples_png)) if samples else q)
+
+
+def has_samples(s: Session, version_id: int) -> bool:
+    """Whether the version stores a sample grid (without loading it)."""
+    return bool(s.scalar(select(ScheduleVersionRow.samples_png.is_not(None)).where(ScheduleVersionRow.id == version_id)))
+
+
+def list_active(s: Session) -> list[ScheduleVersionRow]:
+    """The active version of every key, by model, solver, NFE and guidance."""
+    return list(s.scalars(
+        select(ScheduleVersionRow).join(ActiveScheduleRow, ActiveScheduleRow.version_id == ScheduleVersionRow.id)
+        .order_by(ScheduleVersionRow.model_key, ScheduleVersionRow.solver, ScheduleVersionRow.nfe,
+                  ScheduleVersionRow.guidance_key)))
 
 
 def list_versions(s: Session, model: str, solver: str, nfe: int, guidance: float | None = None) -> list[ScheduleVersionRow]:
@@ -117,6 +143,6 @@ def schedule_events(s: Session, model: str, solver: str, nfe: int, guidance: flo
 
 
 __all__ = [
-    "guidance_key", "create_version", "get_version_by_id", "get_active", "get_version", "list_versions",
-    "available_nfes", "promote", "schedule_events",
+    "ACTIVE_VERSION_ID", "VERSION_ID", "guidance_key", "create_version", "get_version_by_id", "get_active",
+    "get_version", "has_samples", "list_active", "list_versions", "available_nfes", "promote", "schedule_events",
 ]

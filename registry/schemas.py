@@ -9,9 +9,21 @@ conditioned on classes or text (``ModelRow.spec["conditioning"]``).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ld3core.config import OPTIONS, SELECT_ON, Option
 
 from . import noise_schedules, solvers
 from .catalog import (
@@ -25,6 +37,7 @@ from .catalog import (
     SHA256_PATTERN,
     ModelSpec,
 )
+from .solvers import HEURISTIC_NAMES, LOSSES, MODES
 from .tables import ApiKeyRow, JobEventRow, JobRow, ModelRow, ScheduleVersionRow
 
 MODEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"  # registry.catalog's key rule
@@ -50,8 +63,7 @@ ExportFormat = Literal["raw", "diffusers", "k-diffusion", "comfyui"]
 Prompt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 # Names checked with messages that list the known ones; the schema lists them as an enum.
 KnownSolver = Annotated[str, AfterValidator(solvers.check_solver), Field(json_schema_extra={"enum": list(solvers.SOLVER_NAMES)})]
-KnownHeuristic = Annotated[str, AfterValidator(solvers.check_heuristic),
-                           Field(json_schema_extra={"enum": list(solvers.HEURISTIC_NAMES)})]
+KnownHeuristic = Annotated[str, AfterValidator(solvers.check_heuristic), Field(json_schema_extra={"enum": list(HEURISTIC_NAMES)})]
 
 
 def refuse_nul(value: str) -> str:
@@ -64,84 +76,86 @@ def refuse_nul(value: str) -> str:
 # After any string constraints: Annotated[str, StringConstraints(...), NoNul] keeps their messages.
 NoNul = AfterValidator(refuse_nul)
 
-# Recipe defaults that differ between pixel and latent models (ld3core.config.LD3Config.latent).
-PIXEL_RECIPE = {"lr_xi": 5e-3, "lr_xic": 0.1, "phase2_epochs": 5}
-LATENT_RECIPE = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}
+# LD3 options. Their names, types and defaults are ld3core's (``ld3core.config.OPTIONS``: one
+# default per field, the same for a job submitted here and for ``ld3 optimize``); what follows is
+# what a remote caller may ask for. Options whose values are names, checked against the known
+# ones and listed as enums in the schema:
+NAMED_OPTIONS: dict[str, Any] = {
+    "loss": Literal[LOSSES],
+    "mode": Literal[MODES],
+    "select_on": Literal[SELECT_ON],
+    "teacher_solver": KnownSolver,
+    "teacher_heuristic": KnownHeuristic,
+    "heuristics": list[KnownHeuristic],
+    "init": Annotated[str, Field(json_schema_extra={"enum": ["best", *HEURISTIC_NAMES]})],
+}
+# Limits and documentation (pydantic ``Field`` arguments). Every number needs finite bounds
+# (tests/registry/test_registry_schemas.py); a float option never takes NaN or infinities.
+OPTION_LIMITS: dict[str, dict[str, Any]] = {
+    "gamma": dict(ge=0, le=MAX_GAMMA, description=f"soft-teacher ball radius r = gamma * d / NFE^2; at most {MAX_GAMMA:g}"),
+    "batch_size": dict(ge=1, le=1024, description="training batch (pairs per iteration)"),
+    "phase1_epochs": dict(ge=0, le=1000, description="epochs with the model-input times frozen"),
+    "phase2_epochs": dict(ge=0, le=1000, description="epochs learning both"),
+    "lr_xi": dict(ge=0, le=MAX_LEARNING_RATE,
+                  description=f"RMSprop learning rate of the step times; at most {MAX_LEARNING_RATE:g}"),
+    "lr_xic": dict(ge=0, le=MAX_LEARNING_RATE, description=f"SGD learning rate of the model-input times, divided by "
+                                                           f"the NFE; at most {MAX_LEARNING_RATE:g}"),
+    "lr_x": dict(ge=0, le=MAX_LEARNING_RATE, description=f"SGD learning rate of the moved noise x'_T, divided by the "
+                                                         f"NFE; at most {MAX_LEARNING_RATE:g}"),
+    "momentum": dict(ge=0, lt=1),
+    "clip": dict(ge=0, le=MAX_CLIP, description=f"gradient-norm clip of the step times; at most {MAX_CLIP:g}"),
+    "patience": dict(ge=1, le=MAX_ITERATIONS, description=f"iterations without validation improvement before a decay; "
+                                                          f"at most {MAX_ITERATIONS}"),
+    "factor": dict(gt=0, lt=1),
+    "min_lr_xi": dict(ge=0, le=MAX_LEARNING_RATE, description=f"floor of lr_xi's decay; at most {MAX_LEARNING_RATE:g}"),
+    "min_lr_xic": dict(ge=0, le=MAX_LEARNING_RATE, description=f"floor of lr_xic's decay; at most {MAX_LEARNING_RATE:g}"),
+    "val_every": dict(ge=1, le=MAX_ITERATIONS, description=f"validate every k iterations (and at every epoch end); "
+                                                           f"at most {MAX_ITERATIONS}"),
+    "val_batch_size": dict(ge=1, le=4096),
+    "seed": dict(ge=0, le=MAX_SEED),
+    "teacher_nfe": dict(ge=1, le=1000),
+    "n_train": dict(ge=1, le=MAX_SAMPLES),
+    "n_val": dict(ge=1, le=MAX_SAMPLES),
+    "n_test": dict(ge=1, le=MAX_SAMPLES),
+    "heuristics": dict(min_length=1, max_length=len(HEURISTIC_NAMES), json_schema_extra={"uniqueItems": True}),
+    "starts": dict(ge=1, le=len(HEURISTIC_NAMES), description="best heuristics (on validation) trained side by side"),
+    "init": dict(description="'best': the `starts` best heuristics; a heuristic's name: that one alone"),
+    "guard_z": dict(ge=0, le=MAX_GUARD_Z, description=f"the publish guard's one-sided z (LD3 must beat the best "
+                                                      f"heuristic by z standard errors); at most {MAX_GUARD_Z:g}"),
+    "eval_batch_size": dict(ge=1, le=4096, description="teacher and evaluation batch"),
+}
 
 
-class JobOptions(BaseModel):
-    """LD3 options of a job; every field optional, defaults are ld3core's (the paper's recipe).
+def _option_field(option: Option) -> tuple[Any, Any]:
+    """One LD3 option as a pydantic field: the API's type and limits, ld3core's default; None
+    where the default is the model's recipe (pixel or latent), which the worker picks."""
+    kind = NAMED_OPTIONS.get(option.name, option.type)
+    limits = dict(OPTION_LIMITS.get(option.name, {}))
+    if option.type is float:
+        limits.setdefault("allow_inf_nan", False)
+    if option.by_recipe:
+        recipe = (f"default: {option.default:g} for pixel-space models, {option.latent_default:g} for latent ones "
+                  f"(the paper's recipes)")
+        limits["description"] = "; ".join(filter(None, (limits.get("description"), recipe)))
+        return Optional[kind], Field(None, **limits)
+    default = list(option.default) if isinstance(option.default, tuple) else option.default
+    return kind, Field(default, **limits)
 
-    ``lr_xi``, ``lr_xic`` and ``phase2_epochs`` default to None: the paper's pixel or latent
-    recipe, chosen by the worker for the model (``job_config(..., latent=...)``).
-    ``gamma`` sets the soft-teacher ball radius r = gamma * d / NFE^2 (d: sample dimension).
-    """
+
+class JobOptionRules(BaseModel):
+    """The conditioning of a job and the rules across its LD3 options (``JobOptions`` adds the options)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # Teacher.
-    teacher_solver: KnownSolver = "unipc"
-    teacher_nfe: int = Field(20, ge=1, le=1000)
-    teacher_heuristic: KnownHeuristic = "logsnr"
-    # Data: teacher pairs per split, starts, the test guard.
-    batch_size: int = Field(2, ge=1, le=1024, description="training batch (pairs per iteration)")
-    n_train: int = Field(50, ge=1, le=MAX_SAMPLES)
-    n_val: int = Field(50, ge=1, le=MAX_SAMPLES)
-    n_test: int = Field(300, ge=1, le=MAX_SAMPLES)
-    heuristics: list[KnownHeuristic] = Field(default_factory=lambda: list(solvers.HEURISTIC_NAMES), min_length=1,
-                                             max_length=len(solvers.HEURISTIC_NAMES),
-                                             json_schema_extra={"uniqueItems": True})
-    starts: int = Field(3, ge=1, le=len(solvers.HEURISTIC_NAMES),
-                        description="best heuristics (on validation) trained side by side")
-    init: str = Field("best", description="'best': the `starts` best heuristics; a heuristic's name: that one alone",
-                      json_schema_extra={"enum": ["best", *solvers.HEURISTIC_NAMES]})
-    guard_z: float = Field(1.645, ge=0, le=MAX_GUARD_Z, allow_inf_nan=False,
-                           description=f"the test guard's z (LD3 must beat the best heuristic by z standard errors); "
-                                       f"at most {MAX_GUARD_Z:g}")
-    eval_batch_size: int = Field(64, ge=1, le=4096, description="teacher and evaluation batch")
-    # LD3.
-    loss: Literal["lpips", "lpips_alex", "l2", "l1"] = "lpips"
-    mode: Literal["time", "lambda"] = "time"
-    decoupled: bool = True
-    soft: bool = True
-    gamma: float = Field(0.001, ge=0, le=MAX_GAMMA, allow_inf_nan=False,
-                         description=f"soft-teacher ball radius r = gamma * d / NFE^2; at most {MAX_GAMMA:g}")
-    phase1_epochs: int = Field(2, ge=0, le=1000)
-    phase2_epochs: int | None = Field(None, ge=0, le=1000)
-    lr_xi: float | None = Field(None, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
-                                description=f"RMSprop learning rate of the step times (default: the model's recipe); "
-                                            f"at most {MAX_LEARNING_RATE:g}")
-    lr_xic: float | None = Field(None, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
-                                 description=f"SGD learning rate of the model-input times, divided by the NFE (default: "
-                                             f"the model's recipe); at most {MAX_LEARNING_RATE:g}")
-    lr_x: float = Field(12.0, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
-                        description=f"SGD learning rate of the moved noise x'_T, divided by the NFE; "
-                                    f"at most {MAX_LEARNING_RATE:g}")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    clip: float = Field(1.0, ge=0, le=MAX_CLIP, allow_inf_nan=False,
-                        description=f"gradient-norm clip of the step times; at most {MAX_CLIP:g}")
-    patience: int = Field(5, ge=1, le=MAX_ITERATIONS, description=f"iterations without validation improvement before "
-                                                                  f"a decay; at most {MAX_ITERATIONS}")
-    factor: float = Field(0.8, gt=0, lt=1)
-    min_lr_xi: float = Field(5e-5, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
-                             description=f"floor of lr_xi's decay; at most {MAX_LEARNING_RATE:g}")
-    min_lr_xic: float = Field(1e-6, ge=0, le=MAX_LEARNING_RATE, allow_inf_nan=False,
-                              description=f"floor of lr_xic's decay; at most {MAX_LEARNING_RATE:g}")
-    val_every: int = Field(5, ge=1, le=MAX_ITERATIONS,
-                           description=f"validate every k iterations (and at every epoch end); at most {MAX_ITERATIONS}")
-    select_on: Literal["hard", "soft"] = "hard"
-    restore: bool = True
-    accept_moves: bool = False
-    remat: bool = True
-    val_batch_size: int = Field(64, ge=1, le=4096)
-    seed: int = Field(0, ge=0, le=MAX_SEED)
     # Conditioning (checked against the model's conditioning by the API).
     guidance: float | None = Field(None, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance scale")
     class_labels: list[Annotated[int, Field(ge=0, le=MAX_CLASSES - 1)]] | None = Field(None, min_length=1,
                                                                                       max_length=MAX_SAMPLES)
     prompts: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_SAMPLES)
 
-    @field_validator("n_train")
+    # A field validator sees the fields before it (``info.data``): ld3core.config orders the
+    # options so that batch_size, heuristics and phase1_epochs come first.
+    @field_validator("n_train", check_fields=False)
     @classmethod
     def _enough_train_pairs(cls, v: int, info: ValidationInfo) -> int:
         bs = info.data.get("batch_size")
@@ -149,14 +163,14 @@ class JobOptions(BaseModel):
             raise ValueError(f"needs at least batch_size={bs} training pairs, got {v}")
         return v
 
-    @field_validator("heuristics")
+    @field_validator("heuristics", check_fields=False)
     @classmethod
     def _heuristics(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate heuristics in {v}")
         return v
 
-    @field_validator("starts")
+    @field_validator("starts", check_fields=False)
     @classmethod
     def _starts(cls, v: int, info: ValidationInfo) -> int:
         hs = info.data.get("heuristics")
@@ -164,7 +178,7 @@ class JobOptions(BaseModel):
             raise ValueError(f"{v} starts but only {len(hs)} heuristics to start from")
         return v
 
-    @field_validator("init")
+    @field_validator("init", check_fields=False)
     @classmethod
     def _init(cls, v: str, info: ValidationInfo) -> str:
         hs = info.data.get("heuristics")
@@ -172,7 +186,7 @@ class JobOptions(BaseModel):
             raise ValueError(f"init must be 'best' or one of the job's heuristics {hs}; got {v!r}")
         return v
 
-    @field_validator("phase2_epochs")
+    @field_validator("phase2_epochs", check_fields=False)
     @classmethod
     def _some_training(cls, v: int | None, info: ValidationInfo) -> int | None:
         if v is not None and v + (info.data.get("phase1_epochs") or 0) < 1:
@@ -180,31 +194,23 @@ class JobOptions(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _one_kind_of_condition(self) -> "JobOptions":
+    def _one_kind_of_condition(self) -> "JobOptionRules":
         if self.class_labels is not None and self.prompts is not None:
             raise ValueError("class_labels and prompts: give one or the other, a model has one kind of conditioning")
         return self
 
-    def job_config(self, solver: str, nfe: int, *, latent: bool = False) -> dict[str, Any]:
-        """The ``ld3core.optimize.JobConfig.from_dict`` input for these options (no torch here)."""
-        recipe = LATENT_RECIPE if latent else PIXEL_RECIPE
-        pick = {k: recipe[k] if getattr(self, k) is None else getattr(self, k) for k in recipe}
-        ld3 = {
-            "solver": solver, "nfe": nfe, "loss": self.loss, "mode": self.mode, "decoupled": self.decoupled,
-            "soft": self.soft, "gamma": self.gamma, "batch_size": self.batch_size,
-            "phase1_epochs": self.phase1_epochs, "phase2_epochs": pick["phase2_epochs"],
-            "lr_xi": pick["lr_xi"], "lr_xic": pick["lr_xic"], "lr_x": self.lr_x, "momentum": self.momentum,
-            "clip": self.clip, "patience": self.patience, "factor": self.factor, "min_lr_xi": self.min_lr_xi,
-            "min_lr_xic": self.min_lr_xic, "val_every": self.val_every, "select_on": self.select_on,
-            "restore": self.restore, "accept_moves": self.accept_moves,
-            "remat": self.remat, "val_batch_size": self.val_batch_size, "seed": self.seed,
-        }
-        teacher = {"solver": self.teacher_solver, "nfe": self.teacher_nfe, "heuristic": self.teacher_heuristic}
-        return {
-            "ld3": ld3, "teacher": teacher, "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
-            "starts": self.starts, "init": self.init, "guard_z": self.guard_z, "heuristics": list(self.heuristics),
-            "batch_size": self.eval_batch_size,
-        }
+    def ld3_options(self) -> dict[str, Any]:
+        """The LD3 options, as ``ld3core.config.job_config`` takes them (None: the model's recipe)."""
+        return {name: getattr(self, name) for name in OPTIONS}
+
+
+JobOptions = create_model(
+    "JobOptions", __base__=JobOptionRules, __module__=__name__,
+    __doc__="LD3 options of a job; every field optional, with ld3core's default (the paper's recipe). "
+            "Where the paper's pixel and latent recipes differ (``ld3core.config.LATENT_RECIPE``), the default is "
+            "None: the worker picks the model's.",
+    **{name: _option_field(option) for name, option in OPTIONS.items()},
+)
 
 
 class JobCreate(BaseModel):
@@ -225,7 +231,8 @@ class JobCreate(BaseModel):
 
 
 class JobProgress(BaseModel):
-    phase: str | None
+    phase: str | None = Field(description="teacher | training | evaluation while the job runs; a finished job keeps the "
+                                          "phase it ended in (a failed or cancelled one: where it stopped)")
     done: int
     total: int
     loss_current: float | None
@@ -254,6 +261,21 @@ class JobEventPublic(BaseModel):
         return cls.model_validate(row)
 
 
+class JobPublished(BaseModel):
+    """The schedule version a succeeded job published: what it serves and how that compares."""
+
+    version: int
+    source: str = Field(description='what the version serves: "ld3" (the learned schedule) or the heuristic the '
+                                    "test guard returned because LD3 did not beat it")
+    val_loss: float | None = Field(description="the validation loss of what the version serves")
+    quality: dict[str, Any] = Field(description="test losses of the learned schedule and of every heuristic, the best "
+                                                "heuristic, and the learned minus the best (paired, mean and sem)")
+
+    @classmethod
+    def from_row(cls, row: ScheduleVersionRow) -> "JobPublished":
+        return cls(version=row.version, source=row.source, val_loss=row.val_loss, quality=row.quality)
+
+
 class JobPublic(BaseModel):
     """A job as the API shows it; ``events`` only where asked for (``GET /jobs/{id}``)."""
 
@@ -273,6 +295,7 @@ class JobPublic(BaseModel):
     finished_at: dt.datetime | None
     schedule_version_id: int | None
     result: dict[str, Any] | None
+    published: JobPublished | None = Field(description="the schedule version the job published (null until it succeeds)")
     curve: list[dict[str, Any]]
     events: list[JobEventPublic] | None = None
 
@@ -286,6 +309,7 @@ class JobPublic(BaseModel):
             attempts=row.attempts, cancel_requested=row.cancel_requested, worker=row.worker, error=row.error,
             created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
             schedule_version_id=row.schedule_version_id, result=row.result, curve=list(row.curve or []),
+            published=None if row.schedule_version is None else JobPublished.from_row(row.schedule_version),
             events=None if events is None else [JobEventPublic.from_row(e) for e in events],
         )
 
@@ -400,6 +424,9 @@ class ModelCreate(BaseModel):
     image_shape: list[Annotated[int, Field(gt=0, le=MAX_SHAPE_SIZE)]] | None = Field(
         None, min_length=1, max_length=MAX_SHAPE_DIMS, description="latent diffusers pipelines: the decoded image shape "
                                                                    "(sample_shape is then the latent shape)")
+    guard_features: str | None = Field(
+        None, max_length=100, description="the feature map of the publish guard's distribution check (registry.catalog.GUARD_FEATURES); "
+                          "null: that check is not made")
     description: str = Field("", max_length=4000)
 
     @model_validator(mode="after")
@@ -457,7 +484,8 @@ class ApiKeyCreated(ApiKeyPublic):
 
 
 __all__ = [
-    "JobOptions", "JobCreate", "JobProgress", "JobPublic", "JobEventPublic", "ScheduleVersionCreate",
+    "JobOptions", "JobOptionRules", "JobCreate", "JobProgress", "JobPublished", "JobPublic", "JobEventPublic",
+    "ScheduleVersionCreate",
     "ScheduleVersionPublic", "ScheduleExport", "ModelCreate", "ModelPublic", "ApiKeyCreate", "ApiKeyPublic",
     "ApiKeyCreated", "SCOPES", "EXPORT_FORMATS", "MODEL_KEY_PATTERN", "INT32_MAX", "INT64_MAX", "NoNul", "refuse_nul",
     "MAX_LEARNING_RATE", "MAX_GAMMA", "MAX_CLIP", "MAX_GUARD_Z", "MAX_ITERATIONS",

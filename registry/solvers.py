@@ -1,10 +1,13 @@
 """What the API checks about solvers, heuristics and losses, without importing torch.
 
-Mirrors ``ld3core.solvers.SOLVERS`` (and ``ld3core.config`` / ``ld3core.heuristics``);
-``tests/registry/test_solvers.py`` fails if the two drift apart.
+The solver table mirrors ``ld3core.solvers.SOLVERS`` (which holds the solver functions, hence
+torch); ``tests/registry/test_registry_solvers.py`` fails if the two drift apart. The names of
+the heuristics, losses and modes are ``ld3core.config``'s own (a module without torch).
 """
 
 from __future__ import annotations
+
+from ld3core.config import FINALS, HEURISTIC_NAMES, LOSSES, MODES
 
 # Network evaluations per step: Heun takes 2 per step, its last step is Euler (EDM's convention).
 EVALS_PER_STEP: dict[str, int] = {
@@ -23,9 +26,6 @@ EVALS_PER_STEP: dict[str, int] = {
     "ipndm_3": 1,
 }
 SOLVER_NAMES: tuple[str, ...] = tuple(sorted(EVALS_PER_STEP))
-HEURISTIC_NAMES: tuple[str, ...] = ("time_uniform", "time_quadratic", "logsnr", "edm")  # ld3core order
-LOSSES: tuple[str, ...] = ("lpips", "lpips_alex", "l2", "l1")
-MODES: tuple[str, ...] = ("time", "lambda")
 MAX_NFE = 100
 MIN_STEPS = 2  # one step has no interior time to learn
 
@@ -56,15 +56,30 @@ def min_nfe(solver: str) -> int:
     return MIN_STEPS if EVALS_PER_STEP[check_solver(solver)] == 1 else 2 * MIN_STEPS - 1
 
 
+def nfe_of_steps(solver: str, steps: int) -> int:
+    """Network evaluations of ``steps`` steps (``ld3core.solvers.SolverSpec.nfe``): Heun 2N - 1."""
+    return steps if EVALS_PER_STEP[check_solver(solver)] == 1 else 2 * steps - 1
+
+
 def check_nfe(solver: str, nfe: int, *, max_nfe: int = MAX_NFE) -> int:
-    """``nfe`` if LD3 can learn a schedule for ``solver`` at that budget, else ValueError saying why."""
+    """``nfe`` if LD3 can learn a schedule for ``solver`` at that budget, else ValueError saying why.
+
+    A budget that the solver's steps cannot use up is refused too (Heun at an even NFE would learn
+    the steps of NFE - 1 and leave one evaluation unused), naming the nearest NFEs it can use."""
     lo = min_nfe(solver)
     if not lo <= nfe <= max_nfe:
         raise ValueError(f"{solver} needs an NFE between {lo} and {max_nfe} (at least {MIN_STEPS} steps to learn), got {nfe}")
+    used = nfe_of_steps(solver, steps_for_nfe(solver, nfe))
+    if used != nfe:
+        above = nfe_of_steps(solver, steps_for_nfe(solver, nfe) + 1)
+        nearest = [v for v in (used, above) if lo <= v <= max_nfe]
+        raise ValueError(f"{solver} takes {EVALS_PER_STEP[solver]} evaluations per step and one on its last step, so "
+                         f"NFE {nfe} would learn {steps_for_nfe(solver, nfe)} steps that use {used} evaluations and "
+                         f"leave {nfe - used} unused; nearest valid NFEs: {', '.join(map(str, nearest))}")
     return nfe
 
 
 __all__ = [
     "EVALS_PER_STEP", "SOLVER_NAMES", "HEURISTIC_NAMES", "LOSSES", "MODES", "MAX_NFE",
-    "check_solver", "check_heuristic", "steps_for_nfe", "min_nfe", "check_nfe",
+    "check_solver", "check_heuristic", "steps_for_nfe", "nfe_of_steps", "min_nfe", "check_nfe", "FINALS",
 ]

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, utcnow
 
@@ -91,6 +91,8 @@ class JobRow(Base):
         ForeignKey("schedule_versions.id", use_alter=True, name="fk_jobs_schedule_version_id_schedule_versions")
     )
     result: Mapped[dict[str, Any] | None]
+    # The version the job published; read only (``registry.jobs.finish_success`` sets the id).
+    schedule_version: Mapped[ScheduleVersionRow | None] = relationship(foreign_keys=[schedule_version_id], viewonly=True)
 
 
 class JobEventRow(Base):

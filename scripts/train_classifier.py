@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ld3core and worker, from a checkout
 
 from ld3core.classifier import WEIGHTS_FILE, DigitsClassifier  # noqa: E402
-from ld3core.lpips_weights import file_sha256  # noqa: E402
+from ld3core.files import file_sha256  # noqa: E402
 from worker.digits import load_digits  # noqa: E402
 
 TEST_FRACTION = 0.2

@@ -1,4 +1,5 @@
-"""The wheel carries what the service needs at run time besides code: the migrations and the dashboard."""
+"""The wheel carries what the service needs at run time besides code (the migrations and the dashboard), and the
+command and the client as packages of their own."""
 
 import os
 import subprocess
@@ -21,6 +22,10 @@ def test_an_installed_wheel_migrates_a_database_without_the_checkout(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"migrations/env.py", "migrations/script.py.mako", "api/dashboard/index.html"} <= names
     assert any(n.startswith("migrations/versions/") and n.endswith(".py") for n in names)
+    # The three audiences, each its own package; the console script is the command's.
+    assert {"api/main.py", "client/__init__.py", "client/apply.py", "client/http_client.py", "ld3cli/main.py"} <= names
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "ld3 = ld3cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],

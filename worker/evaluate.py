@@ -18,11 +18,9 @@ The real data's statistics are cached (``ld3core.feature_stats``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,24 +29,22 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ld3core.classifier import CLASSIFIER_SHA256, ClassifierError, classifier_features, load_classifier
+from ld3core.classifier import CLASSIFIER_SHA256, classifier_features, load_classifier
+from ld3core.config import EVAL_METRICS as METRICS
 from ld3core.feature_stats import FeatureStats, reference_stats
-from ld3core.fid import InceptionError
 from ld3core.heuristics import HEURISTICS, heuristic
 from ld3core.solvers import SOLVERS, get_solver
 from ld3core.teacher import TeacherSpec
 from registry.catalog import ModelSpec
 
 from .digits import real_digits
-from .loaders import LoadedModel, load_model
+from .loaders import LoadedModel
 from .sampling import generate
 
-METRICS = ("fd_digits", "fid", "lpips_teacher")
 DATASET = "sklearn-digits"
 CLASSIFIER_FOLDER = "digits-classifier"  # under the model root
 EVAL_SEED_BASE = 2**40  # disjoint from every LD3 job's pair seeds (job seed * 10_000_019 + i)
 SEED_STRIDE = 1_000_003
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEACHER = TeacherSpec()  # frozen: one shared default is safe
 
 
@@ -249,43 +245,3 @@ def read_schedule(path: str | os.PathLike, solver: str, nfe: int) -> tuple[Tenso
     if not all(k in d for k in keys):
         raise ValueError(f"--schedule: {path} has no learned_t_steps/learned_t_model (nor t_steps/t_model)")
     return torch.tensor(d[keys[0]], dtype=torch.float64), torch.tensor(d[keys[1]], dtype=torch.float64)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``ld3 evaluate``: print the markdown table; exit status 2 with a message on bad input."""
-    p = argparse.ArgumentParser(prog="ld3 evaluate", description="Sample quality of a learned schedule and every heuristic.")
-    p.add_argument("--model", required=True, help="catalog key")
-    p.add_argument("--solver", required=True, choices=sorted(SOLVERS))
-    p.add_argument("--nfe", type=int, required=True)
-    p.add_argument("--schedule", help="JSON written by `ld3 optimize --out` (its learned schedule)")
-    p.add_argument("--n", type=int, default=1000, help="samples per schedule")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--metrics", nargs="+", choices=METRICS, default=list(METRICS))
-    p.add_argument("--teacher", nargs=3, default=["unipc", "20", "logsnr"], metavar=("SOLVER", "NFE", "HEURISTIC"))
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (conditional models)")
-    p.add_argument("--model-root", default=os.environ.get("LD3_MODEL_ROOT", str(REPO / "models")))
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--json", help="also write the table as JSON here")
-    args = p.parse_args(argv)
-    try:
-        catalog = read_catalog(args.model_root)
-        if args.model not in catalog:
-            raise ValueError(f"--model: unknown key {args.model!r}; the catalog has {sorted(catalog)}")
-        learned = read_schedule(args.schedule, args.solver, args.nfe) if args.schedule else None
-        teacher = TeacherSpec(args.teacher[0], int(args.teacher[1]), args.teacher[2])
-        loaded = load_model(catalog[args.model], args.model_root, device=args.device)
-        table = evaluate(loaded, args.solver, args.nfe, learned, n_samples=args.n, seed=args.seed, metrics=args.metrics,
-                         teacher=teacher, model_root=args.model_root, guidance=args.guidance,
-                         batch_size=args.batch_size, device=args.device)
-    except (ValueError, ClassifierError, InceptionError) as e:
-        print(f"ld3 evaluate: error: {e}", file=sys.stderr)
-        return 2
-    print(table.markdown())
-    if args.json:
-        Path(args.json).write_text(json.dumps(table.to_dict(), indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

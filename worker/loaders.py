@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ld3core.denoisers import Denoiser, GuidedDenoiser, GuidedNetwork, NetworkDenoiser
+from ld3core.files import file_sha256
 from ld3core.models import load_builtin
 from ld3core.schedules import NoiseSchedule, RectifiedFlow, VPDiscrete, schedule_from_config
 from registry.catalog import ModelSpec, check_location
@@ -122,14 +123,6 @@ class LoadedModel:
         return self.vae.decode(z.to(next(self.vae.parameters()).dtype)).sample
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_sha256(path: str | Path) -> str:
     """The catalog hash of a weights file, or of a model folder's weight files.
 
@@ -142,13 +135,13 @@ def weights_sha256(path: str | Path) -> str:
     """
     path = Path(path)
     if path.is_file():
-        return sha256_file(path)
+        return file_sha256(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     if not files:
         raise ModelLoadError(f"no weights files ({', '.join(WEIGHT_SUFFIXES)}) under {path}")
     if len(files) == 1:
-        return sha256_file(files[0])
-    lines = "".join(f"{p.relative_to(path).as_posix()} {sha256_file(p)}\n" for p in files)
+        return file_sha256(files[0])
+    lines = "".join(f"{p.relative_to(path).as_posix()} {file_sha256(p)}\n" for p in files)
     return hashlib.sha256(lines.encode()).hexdigest()
 
 

@@ -12,27 +12,28 @@ The one place that knows how a loaded model's conditioning and latent space meet
   with the paper's latent recipe (``LD3Config.latent``);
 - the guard's feature map is the one the catalog names (``ModelSpec.guard_features``), on
   decoded images.
-The worker runner and the benchmarks call these; ``ld3core`` stays free of diffusers.
+The worker runner (through ``run_model_job``) and the benchmarks call these; ``ld3core`` stays
+free of diffusers.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ld3core.config import LD3Config
+from ld3core.config import JobConfig, LD3Config
 from ld3core.denoisers import ConditionalDenoiser, Denoiser, conditioned
 from ld3core.losses import make_loss
-from ld3core.optimize import Conditions, Features, JobConfig, JobResult, run_job
+from ld3core.optimize import Conditions, Features, JobResult, run_job
 from ld3core.solvers import get_solver
 from ld3core.teacher import prior_noise
 from ld3core.train import LossFn, Progress
+from registry.conditioning import conditioning_errors
 
 from .loaders import LoadedModel
 
@@ -42,49 +43,31 @@ class JobInputs:
     """What ``ld3core.optimize.run_job`` takes for one catalog model and one set of job options.
 
     ``conditions`` maps sample seeds to per-sample conditions (None for unconditional models);
-    ``ld3_overrides`` are the LD3 settings the model's kind needs (the latent recipe), applied
-    under the job's own options by ``ld3_config``; ``features`` is the guard's feature map of
-    samples (None: the catalog names none, or no model root was given to find it).
+    ``latent``: the model samples in latent space, so the paper's latent recipe applies
+    (``ld3_config``); ``features`` is the guard's feature map of samples (None: the catalog names
+    none, or no model root was given to find it).
     """
 
     denoiser: Denoiser | ConditionalDenoiser
     sample_shape: tuple[int, ...]
     loss_fn: LossFn
     conditions: Conditions | None
-    ld3_overrides: dict[str, Any] = field(default_factory=dict)
+    latent: bool = False
     features: Features | None = None
 
     def ld3_config(self, **options: Any) -> LD3Config:
-        """The job's LD3 configuration: the model's overrides, then ``options`` on top."""
-        return LD3Config(**{**self.ld3_overrides, **options})
-
-
-def latent_overrides() -> dict[str, Any]:
-    """The fields where the paper's latent recipe differs from the pixel one (App. B.1.2)."""
-    pixel, latent = LD3Config(), LD3Config.latent()
-    return {f.name: getattr(latent, f.name) for f in fields(LD3Config) if getattr(latent, f.name) != getattr(pixel, f.name)}
+        """The job's LD3 configuration: the model's recipe (pixel or latent), ``options`` on top."""
+        return LD3Config.latent(**options) if self.latent else LD3Config(**options)
 
 
 def _check_options(
     loaded: LoadedModel, guidance: float | None, prompts: Sequence[str] | None, class_labels: Sequence[int] | None = None
 ) -> None:
-    key, kind = loaded.spec.key, loaded.conditioning
-    if guidance is not None:
-        if kind == "none":
-            raise ValueError(f"guidance: model {key!r} is unconditional; classifier-free guidance needs a conditional model")
-        if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and guidance >= 0):
-            raise ValueError(f"guidance: must be a finite number >= 0, got {guidance!r}")
-    if kind == "text":
-        if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompts: model {key!r} is text-conditional and needs a non-empty list of prompts")
-    elif prompts is not None:
-        raise ValueError(f"prompts: model {key!r} takes no text prompts (conditioning {kind!r})")
-    if class_labels is not None:
-        if kind != "class":
-            raise ValueError(f"class_labels: model {key!r} is not class-conditional (conditioning {kind!r})")
-        n = loaded.spec.num_classes
-        if not class_labels or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in class_labels):
-            raise ValueError(f"class_labels: need a non-empty list of labels in 0..{n - 1}, got {list(class_labels)!r}")
+    """``ValueError`` naming the first option that does not fit the model (``registry.conditioning``, the API's rules)."""
+    errors = conditioning_errors(loaded.spec, guidance=guidance, prompts=prompts, class_labels=class_labels)
+    if errors:
+        name, reason = errors[0]
+        raise ValueError(f"{name}: {reason}")
 
 
 def conditions_for(
@@ -137,15 +120,15 @@ def prepare_job(
     """LD3 inputs for ``loaded`` (already on ``device``): the (conditional) denoiser, the sampled
     shape (latent for latent models), the per-sample loss (after decoding latents; LPIPS repeats
     one channel to three and upsamples images below 32 px itself), the condition function of
-    seeds, the LD3 overrides and, with ``model_root``, the guard's feature map. Raises
-    ``ValueError`` naming the option that does not fit."""
+    seeds, whether the latent recipe applies and, with ``model_root``, the guard's feature map.
+    Raises ``ValueError`` naming the option that does not fit."""
     _check_options(loaded, guidance, prompts, class_labels)
     return JobInputs(
         denoiser=_denoiser(loaded, guidance),
         sample_shape=loaded.sample_shape,
         loss_fn=make_loss(loss, device=device, decode=loaded.decode if loaded.latent else None),
         conditions=conditions_for(loaded, prompts=prompts, class_labels=class_labels, device=device),
-        ld3_overrides=latent_overrides() if loaded.latent else {},
+        latent=loaded.latent,
         features=None if model_root is None else guard_features(loaded, model_root, device),
     )
 
@@ -157,10 +140,14 @@ def run_model_job(
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
+    model_root: str | os.PathLike | None = None,
 ) -> JobResult:
-    """``run_job`` for a catalog model, with the loss named by ``cfg.ld3.loss``. Build ``cfg.ld3``
-    with ``prepare_job(...).ld3_config(...)`` to get a latent model's recipe."""
-    inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=guidance, prompts=prompts, class_labels=class_labels, device=device)
+    """``run_job`` for a catalog model, with the loss named by ``cfg.ld3.loss`` and, given
+    ``model_root``, the guard's feature map the catalog names: what the worker runs for a job
+    (``worker.runner``). Build ``cfg`` with ``worker.options.job_config(..., latent=loaded.latent)``
+    or ``cfg.ld3`` with ``prepare_job(...).ld3_config(...)`` to get a latent model's recipe."""
+    inputs = prepare_job(loaded, loss=cfg.ld3.loss, guidance=guidance, prompts=prompts, class_labels=class_labels, device=device,
+                         model_root=model_root)
     return run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, dtype=dtype,
                    conditions=inputs.conditions, features=inputs.features, on_progress=on_progress, on_checkpoint=on_checkpoint,
                    should_stop=should_stop, resume=resume)
@@ -182,9 +169,11 @@ def generate(
     loaded: LoadedModel, solver: str, t_steps: Tensor, t_model: Tensor | None, seeds: Sequence[int], *,
     guidance: float | None = None, prompts: Sequence[str] | None = None, labels: Sequence[int] | Tensor | None = None,
     class_labels: Sequence[int] | None = None, batch_size: int = 64, device: torch.device | str = "cpu",
+    final: str = "sigma_min",
 ) -> Tensor:
     """Images (n, *image_shape) in [-1, 1] on the CPU, sampled with ``solver`` on ``t_steps``
-    (network times ``t_model``; None: the same) from the prior noise of ``seeds``.
+    (network times ``t_model``; None: the same) from the prior noise of ``seeds``, the last step
+    ending under the ``final`` rule (``ld3core.solvers.final_grid``).
 
     Sample i depends only on ``seeds[i]`` and its condition (``labels[i]`` if given, else the
     seed's own from ``prompts`` / ``class_labels``, as in a job), never on the batch. Latent
@@ -206,7 +195,7 @@ def generate(
         cond = None if fn is None else fn(list(seeds))
     t_steps = torch.as_tensor(t_steps, dtype=torch.float64).to(device)
     t_model = None if t_model is None else torch.as_tensor(t_model, dtype=torch.float64).to(device)
-    fn_solve, out = get_solver(solver).fn, []
+    fn_solve, out = get_solver(solver).ending(final), []
     for i in range(0, len(seeds), batch_size):
         den = conditioned(denoiser, None if cond is None else cond[i : i + batch_size])
         x0 = fn_solve(den, x_T[i : i + batch_size], t_steps, t_model)

@@ -19,10 +19,9 @@ import os
 import threading
 
 from celery import Task, signals
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.db import make_engine, make_session_factory
+from registry.db import DATABASE_UNREACHABLE, make_engine, make_session_factory
 from registry.settings import Settings, get_settings
 
 from .celery_app import app
@@ -56,7 +55,7 @@ def run_job(self: Task, job_id: str) -> str:
     try:
         outcome = execute(job_id, session_factory=factory, settings=settings,
                           worker_name=worker_name(self.request.hostname), interrupt=SHUTDOWN)
-    except (OperationalError, InterfaceError) as e:
+    except DATABASE_UNREACHABLE as e:
         log.warning("job %s: database error, retry %d/%d: %s", job_id, self.request.retries + 1, MAX_RETRIES, e)
         raise self.retry(exc=e, countdown=settings.stale_after_s * 1.5 * 2**self.request.retries) from e
     if outcome == "released":  # shutting down: queued again, for another worker to resume now

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+
+from registry.db import ping
 
 from ..lookup import VersionIdLookup
 
@@ -47,7 +48,7 @@ def _reason(e: BaseException) -> str:
 def _ping_database(factory: sessionmaker[Session]) -> str | None:
     try:
         with factory() as s:
-            s.execute(text("SELECT 1"))
+            ping(s)
         return None
     except Exception as e:  # noqa: BLE001 - any failure means "not ready"; say which
         return _reason(e)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from registry import jobs as q
 from registry import models as model_q
+from registry.conditioning import conditioning_errors
 from registry.schemas import JobCreate, JobPublic
 from registry.tables import JOB_STATES
 
@@ -40,30 +41,6 @@ class JobsPublic(BaseModel):
     offset: int
 
 
-def conditioning_errors(spec: dict[str, Any], data: JobCreate) -> list[dict[str, Any]]:
-    """Field errors where the job's guidance, class labels or prompts do not fit the model's conditioning
-    (``worker.sampling``'s rules, checked here so that such a job is refused at submit, not failed in the worker)."""
-    cond, o, errors = spec.get("conditioning", "none"), data.options, []
-
-    def bad(field: str, msg: str) -> None:
-        errors.append(field_error(["body", "options", field], f"options.{field}: {msg}"))
-
-    if o.class_labels is not None and cond != "class":
-        bad("class_labels", f"model {data.model!r} is not class-conditional (conditioning {cond!r})")
-    if o.prompts is not None and cond != "text":
-        bad("prompts", f"model {data.model!r} takes no text prompts (conditioning {cond!r})")
-    if o.prompts is None and cond == "text":
-        bad("prompts", f"model {data.model!r} is text-conditional: give the prompts to learn the schedule on")
-    if o.guidance is not None and cond == "none":
-        bad("guidance", f"model {data.model!r} is unconditional (conditioning 'none'): classifier-free guidance needs a conditional model")
-    n_classes = spec.get("num_classes")
-    if cond == "class" and o.class_labels is not None and n_classes is not None:
-        out = sorted({c for c in o.class_labels if c >= n_classes})
-        if out:
-            bad("class_labels", f"labels {out} are outside model {data.model!r}'s classes 0..{n_classes - 1}")
-    return errors
-
-
 def _enqueue(queue: Any, job_id: str) -> None:
     """Hand a committed job to the runners; a broker failure is a 503 (the job stays queued)."""
     try:
@@ -75,13 +52,16 @@ def _enqueue(queue: Any, job_id: str) -> None:
 
 
 def _check_model(s: Session, data: JobCreate) -> None:
+    """A 422 for an unknown model, or naming each option that does not fit the model's conditioning
+    (``registry.conditioning``: refused here rather than failed in the worker)."""
     row = model_q.get_model(s, data.model)
     if row is None:
         known = [m.key for m in model_q.list_models(s)]
         raise HTTPException(422, detail=[field_error(["body", "model"], f"model: unknown model {data.model!r}; known: {known}")])
-    errors = conditioning_errors(row.spec, data)
+    o = data.options
+    errors = conditioning_errors(model_q.model_spec(row), guidance=o.guidance, prompts=o.prompts, class_labels=o.class_labels)
     if errors:
-        raise HTTPException(422, detail=errors)
+        raise HTTPException(422, detail=[field_error(["body", "options", name], f"options.{name}: {msg}") for name, msg in errors])
 
 
 BROKER_DOWN = "The job is stored as queued but the broker refused it; a worker starting up picks it up"

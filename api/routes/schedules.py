@@ -17,14 +17,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from registry import exports
+from registry import models as model_q
 from registry import schedules as q
 from registry.schemas import ExportFormat, ScheduleExport, ScheduleVersionPublic
-from registry.tables import ModelRow
 
 from ..auth import AdminDep, ReadDep
 from ..deps import SessionDep
@@ -96,8 +95,8 @@ def _render(s: Session, version_id: int, fmt: str) -> bytes:
 
 def _not_found(s: Session, model: str, solver: str, nfe: int, guidance: float | None, version: int | None) -> JSONResponse:
     """404 naming what is missing and the NFEs that do have a schedule for (model, solver)."""
-    if s.get(ModelRow, model) is None:
-        known = list(s.scalars(select(ModelRow.key).order_by(ModelRow.key)))
+    if model_q.get_model(s, model) is None:
+        known = [m.key for m in model_q.list_models(s)]
         return JSONResponse(status_code=404, content={"detail": f"unknown model {model!r}; known models: {known}", "available_nfes": []})
     nfes = q.available_nfes(s, model, solver)
     where = f"{model}/{solver}/{nfe}" + ("" if guidance is None else f" at guidance {guidance}")

@@ -5,6 +5,21 @@ Every solver: differentiable in x, ``t_steps`` and ``t_model``; no hidden state;
 (N+1, B), one discretization per sample (several schedules trained side by side in one
 network call). ``t_model`` (same shape) holds the times the network is evaluated at
 (LD3's decoupled times); the step sizes always use ``t_steps``.
+
+A grid ends either at a positive time (t_min: diffusers' ``final_sigmas_type="sigma_min"``)
+or at exactly 0, sigma = 0 (VP t = 0, EDM sigma 0, flow t = 0: diffusers'
+``final_sigmas_type="zero"``, every k-diffusion and ComfyUI sampler, EDM's t_N = 0). There the
+last step is first order for every solver: the DDIM step x_t = (sigma_t/sigma_s) x_s +
+alpha_t (1 - e^{-h}) D with sigma_t = 0, alpha_t = 1, h = inf is D itself, so the solver
+returns the data prediction of its last evaluation (Heun's last step is Euler anyway; a
+multistep method drops its history there, as diffusers and k-diffusion do). Any grid must be
+finite, decreasing and inside the schedule (``_common.check_times``), else ValueError; a
+zero-length step leaves x as it is (multistep methods take first order where it enters their
+ratios), so that no valid grid gives a non-finite value.
+
+A stored schedule keeps N+1 times ending at t_min and names its ``final`` rule ("sigma_min"
+or "zero", ``FINALS``); ``final_grid`` turns it into the grid a solver runs and
+``SolverSpec.ending(final)`` gives the solver that runs it.
 """
 
 from __future__ import annotations
@@ -13,8 +28,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
+import torch
 from torch import Tensor
 
+from ..config import FINALS
 from .dpmpp import dpmpp_2m, dpmpp_3m
 from .euler import euler
 from .heun import heun
@@ -22,6 +39,26 @@ from .ipndm import ipndm
 from .unipc import unipc
 
 Solver = Callable[..., Tensor]
+
+
+def check_final(final: str) -> str:
+    """``final`` if it is a known final-step rule, else ValueError naming the known ones."""
+    if final not in FINALS:
+        raise ValueError(f"final: unknown final step {final!r}; known: {list(FINALS)}")
+    return final
+
+
+def final_grid(t_steps: Tensor, final: str) -> Tensor:
+    """The grid a solver runs for stored step times (N+1, ending at t_min) under the ``final`` rule:
+    "sigma_min" ends at t_steps[-1] (``t_steps`` itself), "zero" replaces it by 0. Differentiable."""
+    if check_final(final) == "sigma_min":
+        return t_steps
+    return torch.cat([t_steps[:-1], torch.zeros_like(t_steps[-1:])])
+
+
+def _ending_at_zero(fn: Solver, denoiser: Callable[..., Tensor], x: Tensor, t_steps: Tensor,
+                    t_model: Tensor | None = None, **kwargs: object) -> Tensor:
+    return fn(denoiser, x, final_grid(t_steps, "zero"), t_model, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -40,6 +77,11 @@ class SolverSpec:
         if nfe < 1:
             raise ValueError(f"nfe must be >= 1, got {nfe}")
         return nfe if self.evals_per_step == 1 else (nfe + 1) // 2
+
+    def ending(self, final: str = "sigma_min") -> Solver:
+        """This solver for stored step times under the ``final`` rule (``final_grid``): "sigma_min"
+        is ``fn`` itself, "zero" runs ``fn`` on the grid whose last time is 0."""
+        return self.fn if check_final(final) == "sigma_min" else partial(_ending_at_zero, self.fn)
 
 
 SOLVERS: dict[str, SolverSpec] = {
@@ -65,4 +107,4 @@ def get_solver(name: str) -> SolverSpec:
     return SOLVERS[name]
 
 
-__all__ = ["SOLVERS", "SolverSpec", "get_solver", "euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]
+__all__ = ["SOLVERS", "FINALS", "SolverSpec", "check_final", "final_grid", "get_solver", "euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]

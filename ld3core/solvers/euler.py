@@ -15,12 +15,15 @@ from ._common import bcast, check_times
 
 
 def euler(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Tensor:
-    """N steps, N network evaluations. Returns x at t_steps[-1]."""
-    t_model = check_times(x, t_steps, t_model)
+    """N steps, N network evaluations. Returns x at t_steps[-1] (a final 0: the data prediction)."""
     sch = denoiser.schedule
-    for i in range(t_steps.shape[0] - 1):
+    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
+    n = t_steps.shape[0] - 1
+    for i in range(n):
         s, t = t_steps[i], t_steps[i + 1]
         d = denoiser(x, t_model[i])
+        if to_zero and i == n - 1:
+            return d  # DDIM step onto sigma = 0: the data prediction (see ld3core.solvers)
         # DDIM step (data prediction).
         h = sch.lam(t) - sch.lam(s)
         x = bcast(sch.sigma(t) / sch.sigma(s), x) * x - bcast(sch.alpha(t) * torch.expm1(-h), x) * d

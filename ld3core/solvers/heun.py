@@ -14,11 +14,13 @@ from ._common import bcast, check_times
 
 
 def heun(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Tensor:
-    """N steps, 2N - 1 network evaluations. Returns x at t_steps[-1]."""
-    t_model = check_times(x, t_steps, t_model)
+    """N steps, 2N - 1 network evaluations. Returns x at t_steps[-1] (a final 0: the data prediction)."""
     sch = denoiser.schedule
+    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
     n = t_steps.shape[0] - 1
     for i in range(n):
+        if to_zero and i == n - 1:
+            return denoiser(x, t_model[i])  # Euler step onto sigma = 0: the data prediction (see ld3core.solvers)
         s_cur, s_next = sch.edm_sigma(t_steps[i]), sch.edm_sigma(t_steps[i + 1])
         a_next, ds = bcast(sch.alpha(t_steps[i + 1]), x), bcast(s_next - s_cur, x)
         y = x / bcast(sch.alpha(t_steps[i]), x)

@@ -24,13 +24,17 @@ AB_COEFFS = {
 
 
 def ipndm(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *, order: int = 4) -> Tensor:
-    """N steps, N network evaluations, multistep order up to ``order`` (1..4). Returns x at t_steps[-1]."""
+    """N steps, N network evaluations, multistep order up to ``order`` (1..4). Returns x at t_steps[-1]
+    (a final 0: the data prediction of the last evaluation, not an Adams-Bashforth step)."""
     if order not in AB_COEFFS:
         raise ValueError(f"iPNDM order must be 1..4, got {order}")
-    t_model = check_times(x, t_steps, t_model)
     sch = denoiser.schedule
+    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
+    n = t_steps.shape[0] - 1
     history: list[Tensor] = []  # derivatives, newest first
-    for i in range(t_steps.shape[0] - 1):
+    for i in range(n):
+        if to_zero and i == n - 1:
+            return denoiser(x, t_model[i])  # first-order step onto sigma = 0: the data prediction (see ld3core.solvers)
         s_cur, s_next = sch.edm_sigma(t_steps[i]), sch.edm_sigma(t_steps[i + 1])
         y = x / bcast(sch.alpha(t_steps[i]), x)
         history = [(y - denoiser(x, t_model[i])) / bcast(s_cur, x)] + history[: order - 1]

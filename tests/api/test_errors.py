@@ -45,6 +45,7 @@ def test_a_body_that_is_not_an_object(client):
     ({**JOB, "nfe": 0}, "body.nfe", ["nfe:", "greater than or equal to 1"]),
     ({**JOB, "nfe": "five"}, "body.nfe", ["nfe:", "integer"]),
     ({**JOB, "solver": "heun", "nfe": 2}, "body.nfe", ["heun needs an NFE between 3"]),
+    ({**JOB, "solver": "heun", "nfe": 4}, "body.nfe", ["NFE 4 would learn 2 steps", "nearest valid NFEs: 3, 5"]),
     ({"solver": "unipc", "nfe": 5}, "body.model", ["model: required field is missing"]),
     ({**JOB, "colour": "red"}, "body.colour", ["colour: unknown field"]),
     ({**JOB, "options": {"n_trian": 5}}, "body.options.n_trian", ["options.n_trian: unknown field"]),

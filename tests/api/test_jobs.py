@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from api_support import ADMIN, CLASS_MODEL
+from api_support import ADMIN, version_data
 
-from api.routes.jobs import conditioning_errors
 from registry import jobs as jq
 from registry.db import session_scope
-from registry.schemas import JobCreate
 
 JOB = {"model": "ddpm-digits", "solver": "unipc", "nfe": 5, "options": {"n_train": 20, "loss": "l2"}}
 
@@ -65,6 +63,15 @@ def test_an_unknown_model_is_a_422_listing_the_known_ones(client, queue):
     assert queue.ids == []
 
 
+def test_a_heun_nfe_that_leaves_an_evaluation_unused_is_a_422_listing_the_nearest_valid_ones(client, queue):
+    r = client.post("/jobs", json={**JOB, "solver": "heun", "nfe": 6}, headers=ADMIN)
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "nfe"] and "leave 1 unused" in err["msg"] and "nearest valid NFEs: 5, 7" in err["msg"]
+    assert queue.ids == []
+    assert client.post("/jobs", json={**JOB, "solver": "heun", "nfe": 7}, headers=ADMIN).status_code == 201
+
+
 def test_conditioning_must_fit_the_model(client, queue):
     cases = [({"guidance": 3.0}, "guidance", "unconditional"),
              ({"class_labels": [1, 2]}, "class_labels", "not class-conditional"),
@@ -81,21 +88,6 @@ def test_conditioning_must_fit_the_model(client, queue):
                                     "options": {"class_labels": [3, 9], "guidance": 2.0}}, headers=ADMIN)
     assert ok.status_code == 201
     assert queue.ids == [ok.json()["id"]]
-
-
-def test_conditioning_errors_is_empty_for_a_fitting_job():
-    data = JobCreate(model="cond-digits", solver="unipc", nfe=5, options={"class_labels": [0], "guidance": 1.5})
-    assert conditioning_errors(CLASS_MODEL, data) == []
-    text_spec = {**CLASS_MODEL, "conditioning": "text"}
-    data = JobCreate(model="cond-digits", solver="unipc", nfe=5, options={"prompts": ["a digit"], "guidance": 7.5})
-    assert conditioning_errors(text_spec, data) == []
-
-
-def test_a_text_conditional_model_needs_prompts():
-    """The worker refuses a text model's job without prompts; the API refuses it at submit."""
-    text_spec = {**CLASS_MODEL, "conditioning": "text"}
-    (err,) = conditioning_errors(text_spec, JobCreate(model="sd-tiny", solver="unipc", nfe=5, options={"guidance": 7.5}))
-    assert err["loc"] == ["body", "options", "prompts"] and "text-conditional" in err["msg"]
 
 
 def test_a_broker_failure_is_a_503_and_the_job_stays_queued(client, queue, factory):
@@ -122,6 +114,20 @@ def test_get_job_shows_progress_events_and_curve(client, factory):
                                "loss_best": 0.4, "eta_s": 12.0}
     assert job["curve"][-1]["iteration"] == 5
     assert [e["kind"] for e in job["events"]][0] == "submitted"
+
+
+def test_a_succeeded_job_shows_the_version_it_published_in_the_list_and_alone(client, factory):
+    job_id = client.post("/jobs", json=JOB, headers=ADMIN).json()["id"]
+    other = client.post("/jobs", json={**JOB, "nfe": 6}, headers=ADMIN).json()["id"]
+    served = version_data(5).model_copy(update={"source": "time_uniform", "val_loss": 0.03})
+    with session_scope(factory) as s:
+        jq.claim_job(s, job_id, worker="w1", stale_after_s=120)
+        jq.finish_success(s, job_id, version=served, result={"source": "time_uniform"}, worker="w1")
+    listed = {j["id"]: j for j in client.get("/jobs", headers=ADMIN).json()["data"]}
+    alone = client.get(f"/jobs/{job_id}", headers=ADMIN).json()
+    expected = {"version": 1, "source": "time_uniform", "val_loss": 0.03, "quality": served.quality}
+    assert listed[job_id]["published"] == alone["published"] == expected
+    assert listed[other]["published"] is None  # queued: nothing published yet
 
 
 def test_get_unknown_job_is_a_404_naming_it(client):

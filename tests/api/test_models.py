@@ -106,3 +106,9 @@ def test_a_spec_the_worker_would_refuse_is_a_422_naming_the_field(client):
         err = r.json()["detail"][0]
         assert err["loc"][:2] == ["body", field] and words in err["msg"], (field, err)
     assert client.post("/models", json=tiny, headers=ADMIN).status_code == 201
+
+
+def test_an_unknown_guard_feature_map_is_a_422_naming_the_field(client):
+    entry = json.loads((ROOT / "models" / "catalog.json").read_text())[0]
+    r = client.post("/models", json={**entry, "key": "other", "guard_features": "inception"}, headers=ADMIN)
+    assert r.status_code == 422 and "guard_features" in r.text and "unknown feature map" in r.text

@@ -24,11 +24,13 @@ GRID_PIXELS = """img => {
   for (let i = 0; i < top.length; i += 4) if (top[i] !== bottom[i]) differ++;
   return {width: img.naturalWidth, height: img.naturalHeight, differ};
 }"""
+TO_PRECISION_4 = "x => Number(x).toPrecision(4)"  # how the pages print a loss
 GRID_LOADED = "() => { const i = document.querySelector('#samples-img'); return !!i && i.complete && i.naturalWidth > 0; }"
 
 
 def _shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top of a full-page shot
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
@@ -54,13 +56,23 @@ def test_a_finished_image_job_shows_its_sample_grid_and_the_heuristics_step_time
     assert page.locator("#samples-img").is_visible()
     assert page.inner_text("#samples figcaption") == f"top: {job['result']['best_heuristic']}; bottom: LD3 (learned)"
 
-    # The step-time plot draws the learned schedule and every heuristic the worker stored.
+    # The step-time plot draws the learned schedule and every heuristic the worker stored, the best one named.
+    best = job["result"]["best_heuristic"]
     chart = page.locator("#schedule-chart")
-    assert chart.get_attribute("data-series").split(",") == ["LD3 (learned)", *heuristics]
+    assert chart.get_attribute("data-series").split(",") == [
+        "LD3 (learned)", *(f"{h} (best heuristic)" if h == best else h for h in heuristics)]
     assert int(chart.get_attribute("data-points")) == (DIGITS_NFE + 1) * len(plotted)
     assert canvas_ink(page, "#schedule-chart") > 2000
     assert "drawn from the end points" not in page.inner_text("#schedule-section")  # not the fallback
     assert int(page.get_attribute("#loss-chart", "data-points")) > 0
+
+    # The summary of a finished job: no phase, what it serves, the served schedule's validation loss.
+    summary = dict(zip(page.locator("#job-summary dt").all_inner_texts(), page.locator("#job-summary dd").all_inner_texts()))
+    served = job["published"]
+    assert summary["phase"] == "—"
+    name = "LD3 (learned)" if served["source"] == "ld3" else served["source"]
+    assert summary["served"].startswith(f"version {served['version']} serves {name}") and best in summary["served"]
+    assert summary["validation loss (served / best in training)"].startswith(page.evaluate(TO_PRECISION_4, served["val_loss"]))
     _shot(page, "job")
 
 
@@ -76,6 +88,16 @@ def test_a_job_appears_advances_finishes_and_its_schedule_is_plotted(service, da
     assert len(running) >= 2, f"the bar did not advance while the job ran: {seen}"
     assert seen[-1][1:] == ["succeeded", "100.0"]
     assert row.locator("td").nth(2).inner_text() == "gmm2d-edm"
+
+    # Finished: no phase, what it serves and its gain, the served schedule's validation loss.
+    job = service.wait_job(job_id, ("succeeded",))
+    pub = job["published"]
+    assert job["progress"]["phase"] == "evaluation"  # stored: the phase it ended in; not shown as if it still ran
+    assert row.locator("td.phase").inner_text() == "—"
+    assert row.locator("td.served").inner_text() == ("LD3" if pub["source"] == "ld3" else pub["source"])
+    assert re.fullmatch(r"[−+]\d+\.\d %|0 %", row.locator("td.gain").inner_text())
+    assert (row.locator("td.gain").inner_text() == "0 %") == (pub["source"] != "ld3")
+    assert row.locator("td.val-loss").inner_text() == page.evaluate(TO_PRECISION_4, pub["val_loss"])
 
     row.locator("a").first.click()
     page.wait_for_selector("#schedule-chart[data-points]")
@@ -94,7 +116,11 @@ def test_a_job_appears_advances_finishes_and_its_schedule_is_plotted(service, da
     assert re.search(r"v\d+ ([−+]\d+\.\d %|= \w+)", cell), cell
     assert page.locator("button.promote").count() == 0  # not an admin key
     page.wait_for_selector("#schedule-detail #schedule-chart[data-points]")
-    _shot(page, "schedules")
+    # The versions chart: the served schedule against the best heuristic the guard compared it with.
+    best = job["result"]["best_heuristic"]
+    assert f"{best} (best heuristic)" in page.get_attribute("#schedule-detail #schedule-chart", "data-series").split(",")
+    note = page.inner_text("#version-note")
+    assert note.startswith("serves ") and "the best heuristic on the test pairs" in note and best in note
 
 
 def test_cancel_from_the_job_page_and_a_read_only_key_sees_no_cancel_button(service, dashboard):
@@ -116,18 +142,25 @@ def test_cancel_from_the_job_page_and_a_read_only_key_sees_no_cancel_button(serv
     assert page.locator("#events tr[data-kind='cancelled']").count() == 1
 
 
-def test_an_admin_rolls_back_and_promotes_versions(service, dashboard):
-    for seed in (1, 2):
-        job = service.wait_job(service.submit({**FAST_OPTIONS, "seed": seed}), ("succeeded", "failed", "cancelled"))
+def test_an_admin_rolls_back_and_promotes_versions_and_sees_which_had_the_guard_off(service, dashboard):
+    # The newest version is published with the test guard overridden (guard_z 0).
+    for seed, guard in ((1, {}), (2, {"guard_z": 0})):
+        job = service.wait_job(service.submit({**FAST_OPTIONS, "seed": seed, **guard}), ("succeeded", "failed", "cancelled"))
         assert job["state"] == "succeeded", job["error"]
     with service.client("schedules:read") as c:
         versions = c.get(f"/schedules/{SCHEDULE_KEY}/versions").json()
     newest, older = versions[-1]["version"], versions[-2]["version"]
-    assert versions[-1]["active"]
+    assert versions[-1]["active"] and versions[-1]["config"]["guard_z"] == 0 and versions[-2]["config"]["guard_z"] > 0
 
     reader = dashboard("schedules:read", "#/schedules?model=gmm2d-edm&solver=euler&nfe=4")
     reader.wait_for_selector(f"#history tr[data-version='{newest}'].active")
     assert reader.locator("button.promote").count() == 0
+    marked = [int(v) for v in reader.locator("#history tr:has(.badge.guard-off)").evaluate_all("rs => rs.map(r => r.dataset.version)")]
+    assert marked == [newest]
+    assert reader.locator(f"a.cell[data-key='{SCHEDULE_KEY}'] .badge.guard-off").count() == 1  # the active one
+    assert "the guard was overridden (guard_z = 0)" in reader.inner_text("#version-note")
+    jobs = dashboard("schedules:read")
+    jobs.locator(f"tr[data-job-id='{job['id']}'] td.served .badge.guard-off").wait_for()
 
     admin = dashboard("admin", "#/schedules?model=gmm2d-edm&solver=euler&nfe=4")
     admin.wait_for_selector(f"#history tr[data-version='{newest}'].active")
@@ -143,3 +176,5 @@ def test_an_admin_rolls_back_and_promotes_versions(service, dashboard):
     admin.wait_for_selector(f"#history tr[data-version='{newest}'].active")
     with service.client("schedules:read") as c:
         assert c.get(f"/schedules/{SCHEDULE_KEY}").json()["version"] == newest
+    admin.wait_for_selector("#schedule-detail #schedule-chart[data-points]")
+    _shot(admin, "schedules")

@@ -1,5 +1,5 @@
-"""``api/routes/dashboard.py``: the pages and assets, /auth/me, the active-schedule table, one
-version by id, and the sample grid endpoint (against a real SQLite registry, no browser)."""
+"""``api/routes/dashboard.py``: the pages and assets, the active-schedule table and one version by
+id with its job's step sigmas (against a real SQLite registry, no browser)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.main import create_app
+from registry import jobs as jq
 from registry import keys, models
 from registry import schedules as sq
 from registry.db import make_engine, make_session_factory, session_scope
-from registry.schemas import ScheduleVersionCreate
+from registry.schemas import JobCreate, ScheduleVersionCreate
 from registry.settings import Settings
 
 
@@ -40,6 +41,17 @@ def _version(png: bytes | None) -> ScheduleVersionCreate:
                  "learned_minus_best": {"mean": -0.1, "sem": 0.01}})
 
 
+STEP_SIGMAS = {"ld3": [80.0, 5.0, 0.5, 0.02, 0.002], "logsnr": [80.0, 6.7, 0.4, 0.03, 0.002]}
+
+
+def _published_by_a_job(s):
+    """A version published by a job run with the guard off, whose result holds the plotted step sigmas."""
+    job, _ = jq.create_job(s, JobCreate(model="gmm2d-edm", solver="euler", nfe=4, options={"guard_z": 0}))
+    jq.claim_job(s, job.id, worker="w", stale_after_s=60)
+    version = _version(None).model_copy(update={"config": {"guard_z": 0.0}})
+    return jq.finish_success(s, job.id, version=version, result={"source": "ld3", "step_sigmas": STEP_SIGMAS}, worker="w")
+
+
 @pytest.fixture
 def app_and_keys(sqlite_url):
     url = sqlite_url  # a fresh migrated SQLite file (root conftest)
@@ -52,7 +64,8 @@ def app_and_keys(sqlite_url):
         v1 = sq.create_version(s, _version(_png()))
         v2 = sq.create_version(s, _version(None))
         sq.promote(s, v2.id)
-        ids = (v1.id, v2.id)
+        v3 = _published_by_a_job(s)  # active now
+        ids = (v1.id, v2.id, v3.id)
     engine.dispose()
     settings = Settings(database_url=url, broker_url=None, auth_required=True, model_root=str(ROOT / "models"))
     with TestClient(create_app(settings, NoQueue())) as client:
@@ -79,35 +92,27 @@ def test_nothing_outside_the_dashboard_folder_is_served(app_and_keys, path):
     assert client.get(path).status_code == 404
 
 
-def test_auth_me_names_the_key_and_its_scopes(app_and_keys):
-    client, read, submit, _ = app_and_keys
-    assert client.get("/auth/me").status_code == 401
-    assert client.get("/auth/me", headers={"X-API-Key": "ld3_wrong"}).status_code == 401
-    assert client.get("/auth/me", headers=read).json() == {"name": "reader", "scopes": ["schedules:read"]}
-    assert client.get("/auth/me", headers=submit).json()["scopes"] == ["jobs:submit"]
+def test_the_config_call_needs_no_key(app_and_keys):
+    client, *_ = app_and_keys
     assert client.get("/dashboard/api/config").json() == {"auth_required": True}
 
 
-def test_active_schedules_and_version_detail(app_and_keys):
-    client, read, submit, (v1, v2) = app_and_keys
+def test_active_schedules_with_their_quality_and_config(app_and_keys):
+    client, read, submit, (_, _, v3) = app_and_keys
     assert client.get("/dashboard/api/schedules", headers=submit).status_code == 403
     rows = client.get("/dashboard/api/schedules", headers=read).json()
-    assert [(r["model"], r["solver"], r["nfe"], r["version"], r["version_id"]) for r in rows] == [("gmm2d-edm", "euler", 4, 2, v2)]
+    assert [(r["model"], r["solver"], r["nfe"], r["version"], r["version_id"]) for r in rows] == [("gmm2d-edm", "euler", 4, 3, v3)]
     assert rows[0]["quality"]["best_heuristic"]["name"] == "logsnr"
+    assert rows[0]["config"] == {"guard_z": 0.0}  # the dashboard marks a version published with the guard off
+
+
+def test_version_detail_says_whether_it_has_samples_and_carries_its_jobs_step_sigmas(app_and_keys):
+    client, read, _, (v1, v2, v3) = app_and_keys
     first = client.get(f"/dashboard/api/versions/{v1}", headers=read).json()
-    assert (first["version"], first["active"], first["has_samples"]) == (1, False, True)
+    assert (first["version"], first["active"], first["has_samples"], first["step_sigmas"]) == (1, False, True, None)
     second = client.get(f"/dashboard/api/versions/{v2}", headers=read).json()
-    assert (second["version"], second["active"], second["has_samples"]) == (2, True, False)
+    assert (second["version"], second["active"], second["has_samples"], second["step_sigmas"]) == (2, False, False, None)
+    third = client.get(f"/dashboard/api/versions/{v3}", headers=read).json()
+    assert (third["version"], third["active"], third["job_id"] is not None) == (3, True, True)
+    assert third["step_sigmas"] == STEP_SIGMAS
     assert client.get("/dashboard/api/versions/999", headers=read).status_code == 404
-
-
-def test_samples_png_returns_the_stored_grid_or_says_why_not(app_and_keys):
-    client, read, _, _ = app_and_keys
-    base = "/schedules/gmm2d-edm/euler/4/versions"
-    assert client.get(f"{base}/1/samples.png").status_code == 401
-    r = client.get(f"{base}/1/samples.png", headers=read)
-    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content == _png()
-    none = client.get(f"{base}/2/samples.png", headers=read)
-    assert none.status_code == 404 and "no sample grid" in none.json()["detail"]
-    missing = client.get(f"{base}/9/samples.png", headers=read)
-    assert missing.status_code == 404 and "no version 9" in missing.json()["detail"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ld3core.config import HEURISTIC_NAMES
 from ld3core.heuristics import HEURISTICS, edm, heuristic, logsnr, time_quadratic, time_uniform
 from ld3core.schedules import DTYPE, EDM, RectifiedFlow, VPCosine, VPDiscrete, VPLinear
 
@@ -51,3 +52,8 @@ def test_unknown_name_and_bad_n_raise():
         heuristic("karras_typo", EDM(), 5)
     with pytest.raises(ValueError):
         heuristic("logsnr", EDM(), 0)
+
+
+def test_the_configs_names_are_the_heuristics_in_order():
+    """ld3core.config names them without importing torch (a job's default candidates, the API's enum)."""
+    assert tuple(HEURISTICS) == HEURISTIC_NAMES

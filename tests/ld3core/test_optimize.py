@@ -134,3 +134,40 @@ def test_init_must_be_best_or_one_of_the_jobs_heuristics():
         dataclasses.replace(job(), init="cosine")
     with pytest.raises(ValueError, match="init"):
         dataclasses.replace(job(), heuristics=("edm", "logsnr"), init="time_uniform")
+
+
+def test_the_default_job_is_unchanged_by_the_final_step_rule():
+    """A default LD3 job (LD3Config and JobConfig defaults but for sizes and the loss) gives the
+    bits it gave before grids could end at 0 (commit 64d7706); see tests/ld3core/solvers/test_package.py
+    for the solvers' own pin and its caveat on other torch builds."""
+    import hashlib
+
+    from ld3core.models import load_builtin
+
+    m = load_builtin("gmm2d-vp")
+    cfg = JobConfig(ld3=LD3Config(loss="l2", phase1_epochs=1, phase2_epochs=1), n_train=4, n_val=4, n_test=8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run_job(m.denoiser, m.sample_shape, cfg, l2)
+    finally:
+        torch.set_num_threads(before)
+    h = hashlib.sha256()
+    for t in (res.t_steps, res.t_model, res.learned_t_steps, res.learned_t_model, torch.tensor([res.test["ld3"]["mean"]])):
+        h.update(t.contiguous().numpy().tobytes())
+    assert cfg.ld3.final == "sigma_min" and h.hexdigest()[:16] == "ead52520ba9dfe33"
+
+
+def test_final_zero_scores_and_tests_every_schedule_with_the_last_step_to_zero():
+    from ld3core.heuristics import heuristic
+    from ld3core.optimize import per_sample_losses
+    from ld3core.solvers import final_grid, get_solver
+
+    cfg = dataclasses.replace(job(final="zero"), starts=1)
+    pairs = job_pairs(DEN, (2,), cfg, dtype=torch.float64)
+    res = run_job(DEN, (2,), cfg, l2, dtype=torch.float64, pairs=pairs)
+    t = heuristic("edm", DEN.schedule, cfg.ld3.n_steps)
+    direct = l2(get_solver("euler").fn(DEN, pairs["test"].x_T, final_grid(t, "zero")), pairs["test"].x_0)
+    assert res.test["edm"]["mean"] == pytest.approx(float(direct.mean()), rel=1e-12)
+    assert torch.equal(per_sample_losses(DEN, "euler", t, None, pairs["test"], l2, 64, "zero"), direct)
+    assert res.config["ld3"]["final"] == "zero"

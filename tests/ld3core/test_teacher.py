@@ -1,8 +1,9 @@
 import torch
 
 from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
+from ld3core.config import TeacherSpec
 from ld3core.schedules import EDM
-from ld3core.teacher import TeacherSpec, prior_noise, teacher_pairs
+from ld3core.teacher import prior_noise, teacher_pairs
 
 
 def test_noise_depends_only_on_the_seed():

@@ -103,6 +103,35 @@ def test_resume_refuses_another_configuration(pairs):
         train(DEN, *pairs, starts(cfg), cfg.but(lr_xi=1e-3), l2, resume=states[1])
 
 
+def test_a_state_saved_before_the_final_rule_resumes_as_sigma_min(pairs):
+    cfg = small_cfg()
+    states = []
+    full = train(DEN, *pairs, starts(cfg), cfg, l2, on_checkpoint=states.append)
+    old = {**states[2], "config": {k: v for k, v in states[2]["config"].items() if k != "final"}}
+    resumed = train(DEN, *pairs, starts(cfg), cfg, l2, resume=old)
+    assert torch.equal(resumed.t_steps, full.t_steps)
+    with pytest.raises(ValueError, match="different LD3 configuration"):
+        train(DEN, *pairs, starts(cfg), cfg.but(final="zero"), l2, resume=old)
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpmpp_2m", "unipc", "heun"])
+def test_final_zero_learns_with_the_last_step_onto_the_data_prediction(pairs, solver):
+    """With final="zero" every solve ends at t = 0: the first validation measures the starts on
+    grids ending at 0; the learned times still end at t_min (the stored anchor) and are finite."""
+    from ld3core.solvers import final_grid, get_solver
+
+    cfg = small_cfg(solver=solver, nfe=5, final="zero")
+    init = starts(cfg)
+    res = train(DEN, *pairs, init, cfg, l2)
+    va = pairs[1]
+    fn = get_solver(solver).fn
+    for k in range(init.shape[0]):
+        want = float(l2(fn(DEN, va.x_T, final_grid(init[k], "zero")), va.x_0).mean())
+        at_min = float(l2(fn(DEN, va.x_T, init[k]), va.x_0).mean())
+        assert res.history[0]["val_hard"][k] == pytest.approx(want, rel=1e-9) and want != pytest.approx(at_min, rel=1e-6)
+    assert torch.isfinite(res.t_steps).all() and res.t_steps[-1] == SCH.t_min and math.isfinite(res.val_hard)
+
+
 class NaNBurst:
     """The exact denoiser, except that calls number [a, b) return NaN."""
 

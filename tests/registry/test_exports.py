@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
 
-from registry.exports import FORMATS, export, round_timesteps
+from registry.exports import FORMATS, decimal_text, export, round_timesteps
 
 N_TRAIN = 1000
 # DDPM's linear betas, by definition (the model's alphas_cumprod).
@@ -96,6 +96,53 @@ def test_k_diffusion_and_comfyui_replace_the_last_sigma_by_zero():
         assert any("trailing zero" in c and f"{ve_sigma(0):.6g}" in c for c in out["caveats"])
     text = export(VP, "comfyui")["payload"]["sigmas_text"]
     assert [float(x) for x in text.split(",")] == pytest.approx(export(VP, "comfyui")["payload"]["sigmas"], rel=1e-8)
+
+
+def manual_sigmas(text: str) -> list[float]:
+    """What ComfyUI's ManualSigmas node makes of its string (comfy_extras/nodes_custom_sampler.py:
+    ``re.findall(r"[-+]?(?:\\d*\\.*\\d+)", sigmas)``, each match through float, then a float32 tensor)."""
+    import re
+
+    return [float(np.float32(float(m))) for m in re.findall(r"[-+]?(?:\d*\.*\d+)", text)]
+
+
+def test_comfyui_text_is_what_the_manual_sigmas_node_parses():
+    """Plain decimals only: ManualSigmas reads '1e-05' as 1 and -5. Small and large sigmas, 9 digits."""
+    small = vp_version([999, 600, 250, 80, 0])
+    small = {**small, "sigmas": [*small["sigmas"][:-2], 3.3e-5, 1.2345678e-6]}  # a tiny VE sigma near the end
+    for v in (VP, small, edm_version(), edm_version(ts=(1234.5678901, 80.0, 1e-3, 2e-5, 1e-6)), flow_version()):
+        payload = export(v, "comfyui")["payload"]
+        text = payload["sigmas_text"]
+        assert "e" not in text.lower(), text
+        assert manual_sigmas(text) == [float(np.float32(s)) for s in payload["sigmas"]], text
+    assert decimal_text(1.2345678e-6) == "0.0000012345678" and decimal_text(80.0) == "80" and decimal_text(0.0) == "0"
+
+
+def test_comfyui_caveats_name_the_manual_sigmas_node():
+    caveats = export(VP, "comfyui")["caveats"]
+    assert any("ManualSigmas" in c and "sigmas_text" in c and "SamplerCustom" in c for c in caveats), caveats
+
+
+def test_every_export_names_the_final_step_rule():
+    """Versions from before the rule are sigma_min; a version's training config or a raw export says otherwise."""
+    zero = {**VP, "config": {"ld3": {"final": "zero"}}}
+    for fmt in FORMATS:
+        assert export(VP, fmt)["payload"]["final"] == "sigma_min"
+        assert export(zero, fmt)["payload"]["final"] == "zero"
+        assert export(export(zero, "raw")["payload"], fmt) == export(zero, fmt)
+    assert export({**VP, "config": {"ld3": {"final": "sigma_min"}}}, "raw")["payload"]["final"] == "sigma_min"
+    with pytest.raises(ValueError, match=r"final: unknown final step 'last'; known: sigma_min, zero"):
+        export({**VP, "final": "last"}, "raw")
+
+
+def test_the_trailing_zero_is_exact_for_a_schedule_learned_to_zero():
+    zero = {**VP, "config": {"ld3": {"final": "zero"}}}
+    for fmt in ("k-diffusion", "comfyui"):
+        assert any("trailing zero: exact" in c and "final='zero'" in c for c in export(zero, fmt)["caveats"])
+        assert any("unlike the learned schedule (final='sigma_min')" in c for c in export(VP, fmt)["caveats"])
+    assert export(VP, "diffusers")["payload"]["final_sigmas_type"] == "sigma_min"
+    assert export(zero, "diffusers")["payload"]["final_sigmas_type"] == "zero"
+    assert any("learned with final_sigmas_type='zero'" in c for c in export(zero, "diffusers")["caveats"])
 
 
 def test_edm_sigmas_are_the_times():
@@ -198,11 +245,11 @@ def test_exports_module_imports_no_torch():
 
 
 def test_a_version_built_the_way_the_worker_builds_it_round_trips():
-    """The stored columns from ld3core's schedule and worker.runner, exported and fed to diffusers."""
+    """The stored columns from ld3core's schedule and worker.version, exported and fed to diffusers."""
     import torch
 
     from ld3core.schedules import VPDiscrete
-    from worker.runner import step_sigmas, time_space
+    from worker.version import step_sigmas, time_space
 
     sch = VPDiscrete.linear()
     t = torch.tensor([1.0, 0.6015, 0.2513, 0.081, 0.001], dtype=torch.float64)  # fractional training indices

@@ -2,9 +2,10 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import OperationalError, StatementError
+from sqlalchemy.orm import Session
 
-from registry.db import make_engine, session_scope
+from registry.db import json_safe, make_engine, ping, session_scope
 from registry.tables import ModelRow
 
 EST = dt.timezone(dt.timedelta(hours=-5))
@@ -53,3 +54,20 @@ def test_sqlite_foreign_keys_enforced(sqlite_session_factory):
     with pytest.raises(IntegrityError):
         with session_scope(sqlite_session_factory) as s:
             s.execute(text("INSERT INTO job_events (job_id, at, kind, message) VALUES ('nope', '2024-01-01', 'submitted', '')"))
+
+
+def test_json_safe_turns_non_finite_floats_into_null_at_any_depth():
+    nan, inf = float("nan"), float("inf")
+    assert json_safe(nan) is None and json_safe(-inf) is None and json_safe(0.5) == 0.5 and json_safe(None) is None
+    assert json_safe({"a": [1.0, nan, (inf, "x")], 2: {"b": True}}) == {"a": [1.0, None, [None, "x"]], "2": {"b": True}}
+
+
+def test_ping_answers_or_raises(session_factory):
+    with session_factory() as s:
+        ping(s)
+    nobody = make_engine("postgresql+psycopg://ld3:ld3@127.0.0.1:1/ld3")  # nothing listens on port 1
+    try:
+        with pytest.raises(OperationalError), Session(nobody) as s:
+            ping(s)
+    finally:
+        nobody.dispose()

@@ -384,3 +384,56 @@ def test_prune_checkpoints_deletes_only_old_failures(db):
     with session_scope(db) as s:
         row = q.retry_job(s, old)
         assert row.state == "queued" and "no checkpoint: it starts over" in q.job_events(s, old)[-1].message
+
+
+def test_stale_jobs_and_the_claim_agree_on_which_running_jobs_are_abandoned(db):
+    fresh, _ = create(db, body(seed=21))
+    stale, _ = create(db, body(seed=22))
+    never, _ = create(db, body(seed=23))
+    queued, _ = create(db, body(seed=24))
+    for job_id in (fresh, stale, never):
+        claim(db, job_id, "w1")
+    age_heartbeat(db, stale, STALE + 5)
+    with session_scope(db) as s:
+        s.execute(update(JobRow).where(JobRow.id == never).values(heartbeat_at=None))
+    with session_scope(db) as s:
+        listed = {j.id for j in q.stale_jobs(s, stale_after_s=STALE)}
+    assert listed == {stale, never}  # a queued job is not stale: it has no worker to lose
+    taken = {job_id for job_id in (fresh, stale, never) if claim(db, job_id, "w2") is not None}
+    assert taken == listed
+    assert job(db, queued).state == "queued"
+
+
+def test_count_by_state(db):
+    a, _ = create(db, body(seed=31))
+    create(db, body(seed=32))
+    claim(db, a, "w1")
+    with session_scope(db) as s:
+        assert q.count_by_state(s) == {"queued": 1, "running": 1}
+
+
+def test_a_listed_job_carries_the_version_it_published(db):
+    done, _ = create(db, body(seed=41))
+    waiting, _ = create(db, body(seed=42))
+    claim(db, done, "w1")
+    with session_scope(db) as s:
+        published = q.finish_success(s, done, version=version(source="logsnr"), result={"source": "logsnr"}).id
+    with session_scope(db) as s:
+        rows = {j.id: j for j in q.list_jobs(s)}
+    # Loaded with the list (read here after its session closed): the jobs page shows what each job serves.
+    assert rows[done].schedule_version.id == published and rows[done].schedule_version.source == "logsnr"
+    assert rows[waiting].schedule_version is None
+
+
+def test_non_finite_progress_and_results_are_stored_as_null(db):
+    job_id, _ = create(db)
+    claim(db, job_id, "w1")
+    nan = float("nan")
+    with session_scope(db) as s:
+        q.update_progress(s, job_id, worker="w1", phase="training", done=1, total=9, loss_current=nan, loss_best=0.5,
+                          eta_s=float("inf"), curve_point={"iteration": 1, "train": nan, "val_hard": 0.5})
+        q.finish_success(s, job_id, version=version(), result={"test": {"ld3": {"mean": nan}}, 3: [float("-inf")]}, worker="w1")
+    row = job(db, job_id)
+    assert (row.loss_current, row.loss_best, row.eta_s) == (None, 0.5, None)
+    assert row.curve == [{"iteration": 1, "train": None, "val_hard": 0.5}]
+    assert row.result == {"test": {"ld3": {"mean": None}}, "3": [None]}

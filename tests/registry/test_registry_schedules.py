@@ -71,3 +71,41 @@ def test_samples_png_is_stored_but_not_loaded_with_the_row(db):
         row = q.get_version_by_id(s, vid)
         assert "samples_png" in inspect(row).unloaded
         assert row.samples_png == b"\x89PNG..."
+
+
+def test_list_active_is_one_version_per_key_in_key_order(db):
+    with session_scope(db) as s:
+        old = q.create_version(s, version(nfe=3))
+        q.promote(s, old.id)
+        q.promote(s, q.create_version(s, version(nfe=3)).id)
+        q.promote(s, old.id)  # rolled back: the older version is the active one
+        q.promote(s, q.create_version(s, version(nfe=2, guidance=7.5)).id)
+        q.promote(s, q.create_version(s, version(nfe=2)).id)
+        q.create_version(s, version(nfe=1))  # never promoted
+        assert [(v.nfe, v.guidance, v.version) for v in q.list_active(s)] == [(2, None, 1), (2, 7.5, 1), (3, None, 1)]
+
+
+def test_get_version_loads_the_sample_grid_only_when_asked(db):
+    with session_scope(db) as s:
+        with_grid = q.create_version(s, version(samples_png=b"\x89PNG..."))
+        without = q.create_version(s, version())
+        ids = (with_grid.id, without.id)
+    with session_scope(db) as s:
+        plain = q.get_version(s, "gmm", "dpmpp_2m", 2, 1)
+        assert "samples_png" in inspect(plain).unloaded
+    with session_scope(db) as s:
+        loaded = q.get_version(s, "gmm", "dpmpp_2m", 2, 1, samples=True)
+        assert "samples_png" not in inspect(loaded).unloaded and loaded.samples_png == b"\x89PNG..."
+    with session_scope(db) as s:
+        assert [q.has_samples(s, i) for i in ids] == [True, False]
+        assert "samples_png" in inspect(q.get_version_by_id(s, ids[0])).unloaded  # has_samples did not load it
+
+
+def test_the_serving_statements_find_the_active_and_a_given_version_id(db):
+    with session_scope(db) as s:
+        v1, v2 = q.create_version(s, version(guidance=7.5)), q.create_version(s, version(guidance=7.5))
+        q.promote(s, v1.id)
+        key = {"model": "gmm", "solver": "dpmpp_2m", "nfe": 2, "gk": q.guidance_key(7.5)}
+        assert s.execute(q.ACTIVE_VERSION_ID, key).scalar_one() == v1.id
+        assert s.execute(q.VERSION_ID, {**key, "version": 2}).scalar_one() == v2.id
+        assert s.execute(q.ACTIVE_VERSION_ID, {**key, "gk": ""}).scalar_one_or_none() is None

@@ -1,4 +1,8 @@
 import math
+import subprocess
+import sys
+from dataclasses import fields
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +26,13 @@ def only_error(cls, **body) -> tuple[tuple, str]:
 def test_job_create_defaults():
     job = JobCreate(model="ddpm-digits", solver="heun", nfe=3)
     assert job.options == JobOptions()
-    assert job.options.teacher_nfe == 20 and job.options.loss == "lpips"
+    assert job.options.teacher_nfe == 20 and job.options.loss == "lpips" and job.options.restore is True
+
+
+def test_the_schemas_import_no_torch():
+    code = "import sys, registry.schemas; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'ld3core' in m)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_unknown_solver_lists_known_ones():
@@ -79,20 +89,52 @@ def test_class_labels_and_prompts_exclusive():
         JobOptions(class_labels=[1], prompts=["a cat"])
 
 
-def test_job_config_is_what_ld3core_takes():
-    from ld3core.config import LD3Config
-    from ld3core.optimize import JobConfig
+def config_fields() -> dict[str, tuple[type, Any]]:
+    """Every field of ld3core's LD3Config, TeacherSpec and JobConfig, by the name a job's options give it:
+    (its dataclass, its field). LD3Config's solver and nfe are the job's key, given beside the options."""
+    from ld3core.config import JobConfig, LD3Config, TeacherSpec
 
-    pixel = JobConfig.from_dict(JobOptions().job_config("unipc", 5))
-    assert pixel == JobConfig(ld3=LD3Config(solver="unipc", nfe=5))
-    latent = JobConfig.from_dict(JobOptions().job_config("heun", 5, latent=True))
-    assert latent.ld3 == LD3Config.latent(solver="heun", nfe=5)
-    set_by_user = JobOptions(lr_xi=0.02, seed=7, teacher_nfe=30, eval_batch_size=8).job_config("euler", 4, latent=True)
-    cfg = JobConfig.from_dict(set_by_user)
+    out = {f.name: (LD3Config, f) for f in fields(LD3Config) if f.name not in ("solver", "nfe")}
+    out.update({f"teacher_{f.name}": (TeacherSpec, f) for f in fields(TeacherSpec)})
+    out.update({"eval_batch_size" if f.name == "batch_size" else f.name: (JobConfig, f)
+                for f in fields(JobConfig) if f.name not in ("ld3", "teacher")})
+    return out
+
+
+def test_every_config_field_is_an_api_option_with_one_default():
+    """Each field of LD3Config, TeacherSpec and JobConfig is an option of POST /jobs, whose default is the
+    dataclass's own (None where the pixel and latent recipes differ: the worker picks the model's)."""
+    from ld3core.config import LATENT_RECIPE, JobConfig, LD3Config, job_config
+
+    api, expected = JobOptions.model_fields, config_fields()
+    assert not set(expected) - set(api), f"fields no option reaches: {sorted(set(expected) - set(api))}"
+    assert set(api) - set(expected) == {"guidance", "class_labels", "prompts"}  # the model's conditioning
+    for name, (cls, f) in expected.items():
+        default = api[name].get_default(call_default_factory=True)
+        if cls is LD3Config and f.name in LATENT_RECIPE:
+            assert default is None, name
+        else:
+            assert default == (list(f.default) if isinstance(f.default, tuple) else f.default), name
+    # The API's defaults build the dataclasses' own job, for pixel and latent models alike.
+    defaults = JobOptions().ld3_options()
+    assert job_config("unipc", 5, defaults) == JobConfig(ld3=LD3Config(solver="unipc", nfe=5))
+    assert job_config("heun", 5, defaults, latent=True) == JobConfig(ld3=LD3Config.latent(solver="heun", nfe=5))
+    set_by_user = JobOptions(lr_xi=0.02, seed=7, teacher_nfe=30, eval_batch_size=8).ld3_options()
+    cfg = job_config("euler", 4, set_by_user, latent=True)
     assert (cfg.ld3.lr_xi, cfg.ld3.seed, cfg.teacher.nfe, cfg.batch_size) == (0.02, 7, 30, 8)
     assert cfg.ld3.lr_xic == LD3Config.latent().lr_xic
-    habits = JobConfig.from_dict(JobOptions(restore=True, accept_moves=True, init="edm").job_config("unipc", 4))
-    assert (habits.ld3.restore, habits.ld3.accept_moves, habits.init) == (True, True, "edm")
+
+
+def test_a_job_over_http_and_ld3_optimize_get_the_same_config():
+    from ld3cli.main import parser
+    from ld3cli.optimize import job_config as cli_job_config
+    from ld3core.config import job_config
+
+    for flags, options in (([], {}), (["--n-train", "8", "--no-restore", "--heuristics", "edm", "logsnr", "--starts", "2"],
+                                      {"n_train": 8, "restore": False, "heuristics": ["edm", "logsnr"], "starts": 2})):
+        args = parser().parse_args(["optimize", "--solver", "heun", "--nfe", "5", "--loss", "l1", *flags])
+        api = JobCreate(model="m", solver="heun", nfe=5, options={"loss": "l1", **options}).options.ld3_options()
+        assert cli_job_config(args, default_loss="l2") == job_config("heun", 5, api), flags
 
 
 def version_body(**kw):
@@ -171,7 +213,7 @@ def _inside(kind: str, low: float, high: float, low_open: bool, high_open: bool)
 @given(data=st.data())
 def test_every_value_accepted_for_an_option_builds_a_job_config(name, data):
     """Property: what JobOptions accepts, ld3core's JobConfig (pixel and latent recipes) accepts too."""
-    from ld3core.optimize import JobConfig
+    from ld3core.config import job_config
 
     kind, low, high, low_open, high_open = numeric_options()[name]
     edges = [v for v, open_ in ((low, low_open), (high, high_open)) if not open_]
@@ -179,7 +221,7 @@ def test_every_value_accepted_for_an_option_builds_a_job_config(name, data):
                       else _inside(kind, low, high, low_open, high_open))
     options = JobOptions(**{**COMPANIONS.get(name, {}), name: value})
     for latent in (False, True):
-        JobConfig.from_dict(options.job_config("heun", 3, latent=latent))
+        job_config("heun", 3, options.ld3_options(), latent=latent)
 
 
 @pytest.mark.parametrize("name", sorted(numeric_options()))
@@ -199,9 +241,10 @@ def test_a_job_at_the_largest_learning_rates_gamma_and_clip_stays_finite(model):
     """The upper bounds keep the arithmetic finite: a short LD3 run at all of them learns finite times."""
     import torch
 
+    from ld3core.config import job_config
     from ld3core.losses import make_loss
     from ld3core.models import load_builtin
-    from ld3core.optimize import JobConfig, run_job
+    from ld3core.optimize import run_job
 
     largest = {name: high for name, (_, _, high, _, _) in numeric_options().items()
                if name in ("lr_x", "lr_xi", "lr_xic", "min_lr_xi", "min_lr_xic", "gamma", "clip", "guard_z")}
@@ -209,7 +252,6 @@ def test_a_job_at_the_largest_learning_rates_gamma_and_clip_stays_finite(model):
                          phase1_epochs=1, phase2_epochs=1, remat=False, val_every=1, momentum=math.nextafter(1, 0),
                          **largest)
     builtin = load_builtin(model)
-    res = run_job(builtin.denoiser, builtin.sample_shape, JobConfig.from_dict(options.job_config("euler", 2)),
-                  make_loss("l2"))
+    res = run_job(builtin.denoiser, builtin.sample_shape, job_config("euler", 2, options.ld3_options()), make_loss("l2"))
     for t in (res.learned_t_steps, res.learned_t_model, res.t_steps):
         assert bool(torch.isfinite(t).all()), t

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ld3core.config import TeacherSpec
 from ld3core.heuristics import HEURISTICS, heuristic
-from ld3core.teacher import TeacherSpec
 from worker import evaluate as ev
 from worker.loaders import load_model
 
@@ -95,22 +95,6 @@ def test_read_schedule_checks_solver_and_nfe(tmp_path):
         ev.read_schedule(f, "unipc", 5)
     with pytest.raises(ValueError, match="solver"):
         ev.read_schedule(f, "ipndm", 2)
-
-
-def test_main_prints_the_table_and_writes_json(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("LD3_CACHE_DIR", str(tmp_path))
-    out = tmp_path / "t.json"
-    rc = ev.main(["--model", "ddpm-digits", "--solver", "dpmpp_2m", "--nfe", "3", "--n", "8", "--metrics", "fd_digits",
-                  "--teacher", "unipc", "4", "logsnr", "--model-root", str(MODELS), "--json", str(out)])
-    assert rc == 0
-    printed = capsys.readouterr().out
-    assert "| time_uniform |" in printed and "LPIPS" not in printed
-    assert {r["name"] for r in json.loads(out.read_text())["rows"]} == {*HEURISTICS, "teacher"}
-
-
-def test_main_rejects_unknown_model(capsys):
-    assert ev.main(["--model", "nope", "--solver", "unipc", "--nfe", "4", "--model-root", str(MODELS)]) == 2
-    assert "--model: unknown key 'nope'" in capsys.readouterr().err
 
 
 def test_given_teacher_samples_give_the_same_table(loaded, scorer, table):

@@ -7,10 +7,11 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel, UNet2DModel
 from safetensors.torch import save_file
 
+from ld3core.files import file_sha256
 from ld3core.schedules import EDM, RectifiedFlow, VPDiscrete
 from registry.catalog import ModelSpec
 from worker.architectures import TinyConvNet
-from worker.loaders import ModelLoadError, load_model, sha256_file, weights_sha256
+from worker.loaders import ModelLoadError, load_model, weights_sha256
 
 
 def diffusers_spec(root, name, **kw):
@@ -275,7 +276,7 @@ def test_pixel_models_have_nothing_to_decode(root):
 def test_pipeline_hash_covers_every_weight_file_by_relative_path(root):
     folder = root / "latent"
     files = ["unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"]
-    lines = "".join(f"{f} {sha256_file(folder / f)}\n" for f in sorted(files))
+    lines = "".join(f"{f} {file_sha256(folder / f)}\n" for f in sorted(files))
     assert weights_sha256(folder) == hashlib.sha256(lines.encode()).hexdigest()
     # The same files under swapped names are another model.
     swapped = root / "latent-swapped"

@@ -4,17 +4,17 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from ld3core.config import LD3Config
+from ld3core.config import JobConfig, LD3Config, TeacherSpec
 from ld3core.denoisers import GuidedNetwork
 from ld3core.heuristics import heuristic
 from ld3core.losses import l2
-from ld3core.optimize import JobConfig, job_pairs, run_job
+from ld3core.optimize import job_pairs, run_job
 from ld3core.solvers import get_solver
-from ld3core.teacher import TeacherSpec, prior_noise
+from ld3core.teacher import prior_noise
 from ld3core.train import radius
 from registry.catalog import ModelSpec
 from worker.loaders import load_model, weights_sha256
-from worker.sampling import conditions_for, generate, latent_overrides, prepare_job, run_model_job
+from worker.sampling import conditions_for, generate, prepare_job, run_model_job
 
 PROMPTS = ["a red cat", "dog", "cat"]
 
@@ -52,7 +52,7 @@ def test_unconditional_pixel_model_inputs(models):
     m = models["ddpm"]
     inputs = prepare_job(m, loss="l2")
     assert inputs.denoiser is m.denoiser and inputs.conditions is None and inputs.sample_shape == (1, 8, 8)
-    assert inputs.ld3_overrides == {} and inputs.ld3_config(nfe=4) == LD3Config(nfe=4)
+    assert not inputs.latent and inputs.ld3_config(nfe=4) == LD3Config(nfe=4)
     a, b = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(inputs.loss_fn(a, b), l2(a, b))
     with pytest.raises(ValueError, match="guidance: model 'ddpm' is unconditional"):
@@ -147,8 +147,8 @@ def test_latent_model_works_in_latent_space_and_decodes(models):
     m = models["latent"]
     inputs = prepare_job(m, loss="l2")
     assert inputs.sample_shape == (4, 4, 4) and m.image_shape == (1, 16, 16)
-    assert inputs.ld3_overrides == latent_overrides() == {"lr_xi": 1e-3, "lr_xic": 1e-3, "phase2_epochs": 3}
-    assert inputs.ld3_config(nfe=4, lr_xi=0.01) == LD3Config.latent(nfe=4, lr_xi=0.01)
+    assert inputs.latent and inputs.ld3_config(nfe=4, lr_xi=0.01) == LD3Config.latent(nfe=4, lr_xi=0.01)
+    assert inputs.ld3_config().phase2_epochs == 3  # the paper's latent recipe
     z1, z2 = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
     with torch.no_grad():
         torch.testing.assert_close(inputs.loss_fn(z1, z2), l2(m.decode(z1), m.decode(z2)))

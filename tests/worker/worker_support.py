@@ -143,3 +143,24 @@ class Workers:
     def close(self) -> None:
         for name in self.procs:
             self.kill(name)
+
+
+def image_job(sqlite_url: str, model_root: Path, spec: dict[str, Any], options: dict[str, Any], *, solver: str = "euler",
+              nfe: int = 3) -> tuple[sessionmaker[Session], Settings, str]:
+    """``spec`` in the catalog of a fresh database and one small job on it: (factory, settings, job id)."""
+    factory_ = make_session_factory(make_engine(sqlite_url))
+    with session_scope(factory_) as s:
+        models.upsert_model(s, spec)
+        small = dict(teacher_nfe=6, n_train=4, n_val=2, n_test=3, batch_size=2, starts=1, heuristics=["logsnr", "edm"])
+        row, _ = q.create_job(s, JobCreate(model=spec["key"], solver=solver, nfe=nfe,
+                                           options=tiny_options(**{**small, **options})))
+        job_id = row.id
+    return factory_, worker_settings(sqlite_url, model_root=str(model_root)), job_id
+
+
+def tiny_spec(root: Path, name: str, **kw: Any) -> dict[str, Any]:
+    """The catalog entry of a tiny diffusers model saved under ``root/name`` (``tiny_models``)."""
+    from worker.loaders import weights_sha256
+
+    return {"key": name, "format": "diffusers", "location": name, "schedule": "from_scheduler_config",
+            "prediction": "from_scheduler_config", "sample_shape": [1, 8, 8], "sha256": weights_sha256(root / name), **kw}

@@ -1,7 +1,9 @@
 // A small line chart on <canvas>: axes with ticks and labels, a legend, points joined by lines.
 
 const COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7ea4"];
-const M = { left: 64, right: 16, top: 28, bottom: 44 };
+// Margins: the left one is measured (y title, gap, the widest tick label, gap), the top one grows
+// with the legend's rows.
+const M = { right: 16, bottom: 44, edge: 4, gap: 6, legendRow: 18 };
 
 /** About ``count`` round tick values covering [lo, hi]. */
 export function niceTicks(lo, hi, count = 5) {
@@ -25,10 +27,24 @@ function extent(values) {
 
 const fmtTick = (v) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))));
 
+/** Legend items placed left to right, wrapping into rows that fit ``width`` from ``x0``. */
+function legendLayout(ctx, names, x0, width) {
+  const items = [];
+  let x = x0, row = 0;
+  for (const name of names) {
+    const w = 18 + ctx.measureText(name).width;
+    if (x > x0 && x + w > x0 + width) { x = x0; row += 1; }
+    items.push({ name, x, y: 12 + row * M.legendRow });
+    x += w + 10;
+  }
+  return { items, rows: row + 1 };
+}
+
 /**
  * Draw ``series`` ([{name, xs, ys, dash?}], null ys skipped; ``dash``: a dashed line) on ``canvas``. ``logY`` plots log10(y)
  * with the axis saying so. Sets ``canvas.dataset.series`` (the names drawn) and
- * ``canvas.dataset.points`` (points drawn) so a test can tell a drawn chart from an empty one.
+ * ``canvas.dataset.points`` (points drawn) so a test can tell a drawn chart from an empty one, and
+ * ``canvas.dataset.plotLeft`` and ``plotTop`` (the plot area's left and top edges, CSS pixels).
  */
 export function drawChart(canvas, { series, xLabel, yLabel, logY = false, title = "" }) {
   const dpr = window.devicePixelRatio || 1;
@@ -51,34 +67,44 @@ export function drawChart(canvas, { series, xLabel, yLabel, logY = false, title 
     canvas.dataset.points = "0";
     return;
   }
-  const pw = w - M.left - M.right, ph = hgt - M.top - M.bottom;
-  const px = (x) => M.left + ((x - xr[0]) / (xr[1] - xr[0])) * pw;
-  const py = (y) => M.top + ph - ((y - yr[0]) / (yr[1] - yr[0])) * ph;
+
+  // Layout: the y title, then the tick labels, never overlapping, whatever their width.
+  const yTitle = logY ? `${yLabel} (log scale)` : yLabel;
+  const yTicks = niceTicks(yr[0], yr[1]).map((v) => [v, fmtTick(logY ? Number((10 ** v).toPrecision(3)) : v)]);
+  const tickWidth = Math.max(...yTicks.map(([, label]) => ctx.measureText(label).width));
+  ctx.textBaseline = "middle";
+  const tm = ctx.measureText(yTitle);  // rotated a quarter turn: its ascent lies left of its baseline, descent right
+  const titleX = M.edge + tm.actualBoundingBoxAscent;
+  const left = Math.ceil(titleX + tm.actualBoundingBoxDescent + M.gap + tickWidth + M.gap);
+  const legend = legendLayout(ctx, data.map((s) => s.name), left, w - left - M.right - (title ? ctx.measureText(title).width + 16 : 0));
+  const top = 16 + legend.rows * M.legendRow;
+  const pw = w - left - M.right, ph = hgt - top - M.bottom;
+  const px = (x) => left + ((x - xr[0]) / (xr[1] - xr[0])) * pw;
+  const py = (y) => top + ph - ((y - yr[0]) / (yr[1] - yr[0])) * ph;
 
   // Grid, ticks and axis labels.
   ctx.strokeStyle = "#d0d7de";
   ctx.fillStyle = "#24292f";
   ctx.lineWidth = 1;
   ctx.textAlign = "right";
-  ctx.textBaseline = "middle";
-  for (const v of niceTicks(yr[0], yr[1])) {
-    ctx.beginPath(); ctx.moveTo(M.left, py(v)); ctx.lineTo(M.left + pw, py(v)); ctx.stroke();
-    ctx.fillText(fmtTick(logY ? Number((10 ** v).toPrecision(3)) : v), M.left - 6, py(v));
+  for (const [v, label] of yTicks) {
+    ctx.beginPath(); ctx.moveTo(left, py(v)); ctx.lineTo(left + pw, py(v)); ctx.stroke();
+    ctx.fillText(label, left - M.gap, py(v));
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
   for (const v of niceTicks(xr[0], xr[1], 8)) {
-    ctx.beginPath(); ctx.moveTo(px(v), M.top); ctx.lineTo(px(v), M.top + ph); ctx.stroke();
-    ctx.fillText(fmtTick(v), px(v), M.top + ph + 6);
+    ctx.beginPath(); ctx.moveTo(px(v), top); ctx.lineTo(px(v), top + ph); ctx.stroke();
+    ctx.fillText(fmtTick(v), px(v), top + ph + 6);
   }
   ctx.strokeStyle = "#57606a";
-  ctx.strokeRect(M.left, M.top, pw, ph);
-  ctx.fillText(xLabel, M.left + pw / 2, hgt - 16);
+  ctx.strokeRect(left, top, pw, ph);
+  ctx.fillText(xLabel, left + pw / 2, hgt - 16);
   ctx.save();
-  ctx.translate(14, M.top + ph / 2);
+  ctx.translate(titleX, top + ph / 2);
   ctx.rotate(-Math.PI / 2);
   ctx.textBaseline = "middle";
-  ctx.fillText(logY ? `${yLabel} (log scale)` : yLabel, 0, 0);
+  ctx.fillText(yTitle, 0, 0);
   ctx.restore();
 
   // Series: lines through the points, a dot at each.
@@ -108,15 +134,15 @@ export function drawChart(canvas, { series, xLabel, yLabel, logY = false, title 
   // Legend and title.
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
-  let lx = M.left;
-  data.forEach((s, k) => {
+  legend.items.forEach(({ name, x, y }, k) => {
     ctx.fillStyle = COLORS[k % COLORS.length];
-    ctx.fillRect(lx, 10, 14, 4);
+    ctx.fillRect(x, y - 2, 14, 4);
     ctx.fillStyle = "#24292f";
-    ctx.fillText(s.name, lx + 18, 12);
-    lx += 28 + ctx.measureText(s.name).width;
+    ctx.fillText(name, x + 18, y);
   });
-  if (title) { ctx.textAlign = "right"; ctx.fillText(title, M.left + pw, 12); }
+  if (title) { ctx.textAlign = "right"; ctx.fillText(title, left + pw, 12); }
   canvas.dataset.series = data.map((s) => s.name).join(",");
   canvas.dataset.points = String(points);
+  canvas.dataset.plotLeft = String(left);
+  canvas.dataset.plotTop = String(top);
 }

@@ -42,6 +42,51 @@ export function progressLabel(job) {
 }
 
 /**
+ * The phase column: the phase while the job runs, where a failed or cancelled one stopped, "—"
+ * for a queued or succeeded job (its stored phase is the last it was in, not a state).
+ */
+export function phaseLabel(job) {
+  const phase = (job.progress || {}).phase;
+  if (job.state === "running") return phase || "starting";
+  if ((job.state === "failed" || job.state === "cancelled") && phase) return `stopped in ${phase}`;
+  return "—";
+}
+
+/**
+ * The validation loss to show for a job: the current one while it runs; once it succeeded, that of
+ * the schedule it published (what is served, ``published.val_loss``), not the last one measured
+ * in training; none for a queued, failed or cancelled job.
+ */
+export function jobValLoss(job) {
+  if (job.state === "running") return (job.progress || {}).loss_current;
+  if (job.state === "succeeded" && job.published) return job.published.val_loss;
+  return null;
+}
+
+/** What a version (or a job's ``published``) serves: "LD3" or the heuristic's name. */
+export function servedName(source) {
+  if (!source) return "—";
+  return source === "ld3" ? "LD3" : source;
+}
+
+/**
+ * What a version serves and how it compares, from its ``source`` and ``quality``: "LD3 (learned),
+ * test loss −35.7 % against the best heuristic on the test pairs, logsnr", or "time_uniform, the
+ * best heuristic on the test pairs: LD3 did not beat it".
+ */
+export function servedSummary(source, quality) {
+  const g = qualityGain(quality);
+  if (!g) return servedName(source);
+  if (g.served !== "ld3") return `${g.served}, the best heuristic on the test pairs: LD3 did not beat it`;
+  return `LD3 (learned), test loss ${fmtGain(g)} against the best heuristic on the test pairs, ${g.best}`;
+}
+
+/** Whether a configuration (a version's ``config``, a job's ``options``) switched the test guard off (``guard_z`` 0). */
+export function guardOff(config) {
+  return !!config && config.guard_z === 0;
+}
+
+/**
  * The served schedule's gain over the best heuristic on the held-out test pairs, from a
  * version's ``quality``: ``{served, best, relative, diff, sem, metric}``. ``relative`` is the
  * fraction of the best heuristic's loss removed (0 when the guard served the heuristic itself).
@@ -58,6 +103,19 @@ export function qualityGain(quality) {
   const sem = q.learned_minus_best ? q.learned_minus_best.sem : null;
   const relative = served !== "ld3" || !(best.mean > 0) ? 0 : -diff / best.mean;
   return { served, best: best.name || "?", relative, diff, sem, metric: q.metric || "loss" };
+}
+
+/** The CSS class of a gain: better (LD3 served and ahead), worse, neutral (a heuristic served). */
+export function gainClass(g) {
+  if (!g) return "";
+  if (g.served !== "ld3") return "neutral";
+  return g.relative > 0 ? "better" : "worse";
+}
+
+/** The tooltip of a gain: the paired test-loss difference and whom it is against. */
+export function gainTitle(g) {
+  if (!g) return "";
+  return `${g.metric}: LD3 ${g.diff >= 0 ? "+" : ""}${fmtLoss(g.diff)} ± ${fmtLoss(g.sem)} vs ${g.best}`;
 }
 
 /** "−35.7 %" (loss removed, shown as a loss change), or "= logsnr" when a heuristic is served. */

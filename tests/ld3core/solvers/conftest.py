@@ -207,10 +207,10 @@ class DiffusersBridge:
     betas = DIFFUSERS_BETAS
 
     @staticmethod
-    def t_steps(timesteps: torch.Tensor, schedule: VPDiscrete) -> torch.Tensor:
-        """Timesteps k -> t = (k + 1) / N_train, followed by the final t_min."""
+    def t_steps(timesteps: torch.Tensor, schedule: VPDiscrete, final: str = "sigma_min") -> torch.Tensor:
+        """Timesteps k -> t = (k + 1) / N_train, followed by the final t_min ("sigma_min") or 0 ("zero")."""
         ts = (timesteps.to(DTYPE) + 1) / schedule.n_train
-        return torch.cat([ts, torch.tensor([schedule.t_min], dtype=DTYPE)])
+        return torch.cat([ts, torch.tensor([schedule.t_min if final == "sigma_min" else 0.0], dtype=DTYPE)])
 
     @staticmethod
     def initial_noise(schedule: NoiseSchedule, t0: torch.Tensor) -> torch.Tensor:
@@ -220,10 +220,15 @@ class DiffusersBridge:
 
     @classmethod
     def run_both(cls, unet, sched, solver, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Our ``solver`` and diffusers' ``sched.step`` loop from the same noise: (ours, theirs)."""
+        """Our ``solver`` and diffusers' ``sched.step`` loop from the same noise: (ours, theirs).
+
+        The grid ends where the scheduler's does: at t_min, or at 0 where its last sigma is 0
+        (``final_sigmas_type="zero"``)."""
         schedule = VPDiscrete(sched.alphas_cumprod)
-        t_steps = cls.t_steps(sched.timesteps, schedule)
-        torch.testing.assert_close(schedule.edm_sigma(t_steps).to(sched.sigmas.dtype), sched.sigmas, rtol=1e-6, atol=0)
+        final = "zero" if float(sched.sigmas[-1]) == 0.0 else "sigma_min"
+        t_steps = cls.t_steps(sched.timesteps, schedule, final)
+        sigmas = schedule.edm_sigma(t_steps[:-1] if final == "zero" else t_steps).to(sched.sigmas.dtype)
+        torch.testing.assert_close(sigmas, sched.sigmas[: len(sigmas)], rtol=1e-6, atol=0)
         x_T = cls.initial_noise(schedule, t_steps[0]).to(dtype)
         with torch.no_grad():
             ours = solver(NetworkDenoiser(lambda x, tm: unet(x, tm).sample, schedule, "eps"), x_T, t_steps)

@@ -109,12 +109,12 @@ def test_phi_tail_matches_series_on_both_branches():
 # --- Equality with diffusers -------------------------------------------------------------------
 
 
-def _scheduler(order, **kw):
+def _scheduler(order, final="sigma_min", **kw):
     from diffusers import DPMSolverMultistepScheduler
 
     return DPMSolverMultistepScheduler(
         num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-        solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type="sigma_min", **kw,
+        solver_order=order, algorithm_type="dpmsolver++", final_sigmas_type=final, **kw,
     )
 
 
@@ -133,6 +133,27 @@ def test_equals_diffusers(tiny_unet, diffusers_bridge, order, n):
 def test_equals_diffusers_custom_timesteps(tiny_unet, diffusers_bridge, order, timesteps):
     sched = _scheduler(order)
     sched.set_timesteps(timesteps=timesteps)
+    ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, dpmpp_2m if order == 2 else dpmpp_3m)
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 14, 15, 20, 40])
+def test_equals_diffusers_final_sigma_zero(tiny_unet, diffusers_bridge, order, n):
+    """final_sigmas_type="zero" (diffusers' default): our grid ends at t = 0 and its last step is
+    first order for every N, as diffusers'. From N = 15 on the old code returned inf here."""
+    sched = _scheduler(order, final="zero")
+    sched.set_timesteps(n)
+    assert float(sched.sigmas[-1]) == 0.0
+    ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, dpmpp_2m if order == 2 else dpmpp_3m)
+    assert bool(torch.isfinite(ours).all())
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_equals_diffusers_final_sigma_zero_custom_timesteps(tiny_unet, diffusers_bridge, order):
+    sched = _scheduler(order, final="zero")
+    sched.set_timesteps(timesteps=[999, 800, 500, 420, 130, 40, 7])
     ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, dpmpp_2m if order == 2 else dpmpp_3m)
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
 

@@ -72,6 +72,43 @@ def test_equals_diffusers_euler_discrete(tiny_unet, diffusers_bridge, spacing, n
     _assert_float_close(ours, y * schedule.alpha(schedule.t_min).float())
 
 
+@pytest.mark.parametrize(("spacing", "n"), [("linspace", 4), ("trailing", 8), ("trailing", 20)])
+def test_equals_diffusers_euler_discrete_final_sigma_zero(tiny_unet, diffusers_bridge, spacing, n):
+    """EulerDiscreteScheduler's default final sigma 0: our grid ends at t = 0, the last step onto the data prediction."""
+    from diffusers import EulerDiscreteScheduler
+
+    sched = EulerDiscreteScheduler(**diffusers_bridge.betas, timestep_spacing=spacing, final_sigmas_type="zero")
+    sched.set_timesteps(n)
+    assert float(sched.sigmas[-1]) == 0.0
+    schedule = VPDiscrete(sched.alphas_cumprod)
+    t_steps = diffusers_bridge.t_steps(sched.timesteps, schedule, "zero")
+    x_T = diffusers_bridge.initial_noise(schedule, t_steps[0])
+    with torch.no_grad():
+        ours = euler(_eps_denoiser(tiny_unet, schedule), x_T, t_steps)
+        y = x_T / schedule.alpha(t_steps[0]).float()
+        for k in sched.timesteps:
+            y = sched.step(tiny_unet(sched.scale_model_input(y, k), k).sample, k, y).prev_sample
+    _assert_float_close(ours, y)  # alpha = 1 at sigma = 0
+
+
+@pytest.mark.parametrize("n", [5, 10])
+def test_equals_diffusers_ddim_with_alpha_one_at_the_end(tiny_unet, diffusers_bridge, n):
+    """DDIMScheduler(set_alpha_to_one=True) steps last into alpha_cumprod = 1, sigma = 0: our grid ending at t = 0."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler(**diffusers_bridge.betas, set_alpha_to_one=True, clip_sample=False, steps_offset=1)
+    sched.set_timesteps(n)
+    schedule = VPDiscrete(sched.alphas_cumprod)
+    t_steps = diffusers_bridge.t_steps(sched.timesteps, schedule, "zero")
+    x_T = diffusers_bridge.initial_noise(schedule, t_steps[0])
+    with torch.no_grad():
+        ours = euler(_eps_denoiser(tiny_unet, schedule), x_T, t_steps)
+        x = x_T
+        for k in sched.timesteps:
+            x = sched.step(tiny_unet(x, k).sample, k, x).prev_sample
+    _assert_float_close(ours, x)
+
+
 @pytest.mark.parametrize(("steps_offset", "n"), [(1, 5), (1, 10), (0, 10)])
 def test_equals_diffusers_ddim(tiny_unet, diffusers_bridge, steps_offset, n):
     """DDIMScheduler (eta = 0, set_alpha_to_one=False, no clipping), "leading" spacing.

@@ -67,3 +67,23 @@ def test_equals_diffusers_heun_discrete(tiny_unet, diffusers_bridge, n):
             y = sched.step(tiny_unet(sched.scale_model_input(y, k), k).sample, k, y).prev_sample
     theirs = y * schedule.alpha(schedule.t_min).float()
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
+
+
+@pytest.mark.parametrize("n", [4, 10])
+def test_equals_diffusers_heun_discrete_final_sigma_zero(tiny_unet, diffusers_bridge, n):
+    """HeunDiscreteScheduler as it is: its last sigma is 0, our grid ends at t = 0 (the last step onto the data prediction)."""
+    from diffusers import HeunDiscreteScheduler
+
+    sched = HeunDiscreteScheduler(**diffusers_bridge.betas, timestep_spacing="trailing")
+    sched.set_timesteps(n)
+    schedule = VPDiscrete(sched.alphas_cumprod)
+    assert float(sched.sigmas[-1]) == 0.0
+    t_steps = diffusers_bridge.t_steps(sched.timesteps[::2], schedule, "zero")
+    x_T = diffusers_bridge.initial_noise(schedule, t_steps[0])
+    den = NetworkDenoiser(lambda x, tm: tiny_unet(x, tm).sample, schedule, "eps")
+    with torch.no_grad():
+        ours = heun(den, x_T, t_steps)
+        y = x_T / schedule.alpha(t_steps[0]).float()
+        for k in sched.timesteps:
+            y = sched.step(tiny_unet(sched.scale_model_input(y, k), k).sample, k, y).prev_sample
+    torch.testing.assert_close(ours, y, rtol=1e-5, atol=1e-5 * float(y.abs().max()))

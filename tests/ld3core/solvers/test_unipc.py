@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from ld3core.analytic import AnalyticDenoiser, GaussianMixture
+from ld3core.denoisers import NetworkDenoiser
 from ld3core.heuristics import edm
-from ld3core.schedules import DTYPE, EDM
+from ld3core.schedules import DTYPE, EDM, VPDiscrete
 from ld3core.solvers import unipc
 
 CONVERGENCE_SCHEDULES = ["vp_linear", "vp_discrete", "edm", "flow"]
@@ -86,12 +87,12 @@ def _mixture():
 # --- Equality with diffusers -------------------------------------------------------------------
 
 
-def _scheduler(order, variant):
+def _scheduler(order, variant, final="sigma_min"):
     from diffusers import UniPCMultistepScheduler
 
     return UniPCMultistepScheduler(
         num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-        solver_order=order, solver_type=variant, predict_x0=True, final_sigmas_type="sigma_min",
+        solver_order=order, solver_type=variant, predict_x0=True, final_sigmas_type=final,
     )
 
 
@@ -120,6 +121,52 @@ def test_equals_diffusers_in_float64(tiny_unet, diffusers_bridge, variant, order
     unet64 = copy.deepcopy(tiny_unet).double()
     ours, theirs = diffusers_bridge.run_both(unet64, sched, partial(unipc, order=order, variant=variant), DTYPE)
     assert theirs.dtype == DTYPE
+    torch.testing.assert_close(ours, theirs, rtol=RTOL_F64, atol=RTOL_F64 * float(theirs.abs().max()))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("n", [1, 2, 5, 15, 20])
+def test_equals_diffusers_final_sigma_zero(tiny_unet, diffusers_bridge, order, n):
+    """final_sigmas_type="zero" (diffusers' default), bh2: our grid ends at t = 0, UniP-1 onto the data prediction."""
+    sched = _scheduler(order, "bh2", final="zero")
+    sched.set_timesteps(n)
+    assert float(sched.sigmas[-1]) == 0.0
+    ours, theirs = diffusers_bridge.run_both(tiny_unet, sched, partial(unipc, order=order, variant="bh2"))
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("n", [2, 5, 15])
+def test_bh1_to_zero_equals_diffusers_steps_and_its_data_prediction(tiny_unet, diffusers_bridge, order, n):
+    """diffusers 0.42.1's bh1 update at sigma = 0 multiplies B(h) = -h = -inf by its (empty) sum of
+    differences and returns NaN. Its steps up to the last one and its own data prediction at the
+    last timestep (convert_model_output) are the reference: our bh1 returns that, finite."""
+    sched = _scheduler(order, "bh1", final="zero")
+    sched.set_timesteps(n)
+    schedule = VPDiscrete(sched.alphas_cumprod)
+    t_steps = diffusers_bridge.t_steps(sched.timesteps, schedule, "zero")
+    x = x_T = diffusers_bridge.initial_noise(schedule, t_steps[0])
+    with torch.no_grad():
+        ours = unipc(NetworkDenoiser(lambda x, tm: tiny_unet(x, tm).sample, schedule, "eps"), x_T, t_steps,
+                     order=order, variant="bh1")
+        for k in sched.timesteps[:-1]:
+            x = sched.step(tiny_unet(x, k).sample, k, x).prev_sample
+        k = sched.timesteps[-1]
+        theirs = sched.convert_model_output(tiny_unet(x, k).sample, sample=x)
+    assert bool(torch.isfinite(ours).all())
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
+
+
+@pytest.mark.parametrize("n", [4, 16])
+def test_equals_diffusers_final_sigma_zero_in_float64(tiny_unet, diffusers_bridge, n):
+    variant = "bh2"
+    sched = _scheduler(3, variant, final="zero")
+    sched.set_timesteps(n)
+    ac = sched.alphas_cumprod.to(DTYPE)
+    sigmas = ((1 - ac) / ac).sqrt()
+    sched.sigmas = torch.cat([sigmas[sched.timesteps], torch.zeros(1, dtype=DTYPE)])  # float64 in place of float32
+    unet64 = copy.deepcopy(tiny_unet).double()
+    ours, theirs = diffusers_bridge.run_both(unet64, sched, partial(unipc, order=3, variant=variant), DTYPE)
     torch.testing.assert_close(ours, theirs, rtol=RTOL_F64, atol=RTOL_F64 * float(theirs.abs().max()))
 
 

@@ -4,10 +4,10 @@
 import { api, schedulePath, withQuery } from "../api.js";
 import { drawChart } from "../chart.js";
 import { fill, h } from "../dom.js";
-import { can, fmtDuration, fmtGain, fmtLoss, qualityGain, secondsSince } from "../format.js";
+import { can, fmtDuration, fmtLoss, guardOff, jobValLoss, phaseLabel, secondsSince, servedSummary } from "../format.js";
 import { Poller } from "../poll.js";
 import { lossSeries, scheduleSeries } from "../schedule_plot.js";
-import { progressBar, stateBadge } from "./jobs.js";
+import { guardOffBadge, progressBar, stateBadge } from "./jobs.js";
 
 const ACTIVE = ["queued", "running"];
 const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
@@ -17,9 +17,9 @@ function summary(job) {
   const ran = job.started_at ? ((job.finished_at ? Date.parse(job.finished_at) : now) - Date.parse(job.started_at)) / 1000 : null;
   const items = [
     ["schedule key", `${job.model} / ${job.solver} / NFE ${job.nfe}`],
-    ["phase", job.progress.phase || "—"],
+    ["phase", phaseLabel(job)],
     ["progress", progressBar(job)],
-    ["validation loss (current / best)", `${fmtLoss(job.progress.loss_current)} / ${fmtLoss(job.progress.loss_best)}`],
+    ...outcome(job),
     ["worker", job.worker || "—"],
     ["attempts", job.attempts],
     ["created", `${fmtTime(job.created_at)} (${fmtDuration(secondsSince(job.created_at, now))} ago)`],
@@ -28,6 +28,19 @@ function summary(job) {
     ["run time", fmtDuration(ran)],
   ];
   return h("dl", { class: "summary" }, items.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+/** The summary's loss rows, and what a succeeded job serves: no stale training figure once it ended. */
+function outcome(job) {
+  const best = fmtLoss(job.progress.loss_best);
+  if (job.state === "running") return [["validation loss (current / best)", `${fmtLoss(jobValLoss(job))} / ${best}`]];
+  const pub = job.published;
+  if (job.state !== "succeeded" || !pub) return [["best validation loss in training", best]];
+  return [
+    ["served", h("span", { id: "job-served" }, `version ${pub.version} serves ${servedSummary(pub.source, pub.quality)}`,
+      guardOff(job.options) ? [" ", guardOffBadge()] : null)],
+    ["validation loss (served / best in training)", `${fmtLoss(jobValLoss(job))} / ${best}`],
+  ];
 }
 
 function eventsTable(events) {
@@ -53,9 +66,8 @@ function qualityTable(quality) {
 
 async function scheduleSection(el, job) {
   const v = await api(`/dashboard/api/versions/${job.schedule_version_id}`);
-  const plot = scheduleSeries(v, job.result);
+  const plot = scheduleSeries(v);
   const canvas = h("canvas", { id: "schedule-chart", class: "chart", "aria-label": "step times" });
-  const g = qualityGain(v.quality);
   const apiPath = withQuery(schedulePath(v.model, v.solver, v.nfe), { version: v.version, guidance: v.guidance });
   const link = withQuery("#/schedules", { model: v.model, solver: v.solver, nfe: v.nfe, guidance: v.guidance });
   const samples = h("div", { id: "samples" });
@@ -64,8 +76,7 @@ async function scheduleSection(el, job) {
     h("p", {}, h("a", { href: link, id: "schedule-link" }, `schedule ${v.model} / ${v.solver} / NFE ${v.nfe}, version ${v.version}`),
       v.active ? h("span", { class: "badge succeeded" }, "active") : null,
       " · API: ", h("code", {}, `GET ${apiPath}`)),
-    h("p", { class: "muted" }, `${v.time_space}; served: ${v.source}; test loss vs the best heuristic: ${fmtGain(g)}`,
-      plot.note ? ` — ${plot.note}` : ""),
+    h("p", { class: "muted" }, `${v.time_space}; serves ${servedSummary(v.source, v.quality)}`, plot.note ? ` — ${plot.note}` : ""),
     canvas,
     h("h2", {}, "Quality on held-out pairs"),
     (v.quality && v.quality.message) ? h("p", {}, v.quality.message) : null,

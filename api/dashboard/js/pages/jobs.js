@@ -1,9 +1,15 @@
-// The jobs list: state, model, solver, NFE, phase, live progress, losses, age, worker.
+// The jobs list: state, model, solver, NFE, phase, live progress, what a finished job serves and
+// its gain over the best heuristic, losses, age, worker.
 
 import { api, withQuery } from "../api.js";
 import { fill, h } from "../dom.js";
-import { fmtDuration, fmtLoss, progressLabel, progressPercent, secondsSince } from "../format.js";
+import {
+  fmtDuration, fmtGain, fmtLoss, gainClass, gainTitle, guardOff, jobValLoss, phaseLabel, progressLabel, progressPercent,
+  qualityGain, secondsSince, servedName,
+} from "../format.js";
 import { Poller } from "../poll.js";
+
+const COLUMNS = ["job", "state", "model", "solver", "NFE", "phase", "progress", "served", "gain", "val loss", "best", "age", "worker"];
 
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 
@@ -19,14 +25,30 @@ export function progressBar(job) {
 
 export const stateBadge = (job) => h("span", { class: `badge ${job.state}` }, job.cancel_requested && job.state === "running" ? "cancelling" : job.state);
 
+/** A mark for a version published with the test guard off (``guard_z`` 0): LD3 served on any mean gain, however noisy. */
+export const guardOffBadge = () => h("span", {
+  class: "badge guard-off", title: "published with guard_z = 0: LD3 is served whenever its mean test loss is below the best heuristic's, with no margin for noise",
+}, "guard off");
+
+/** The served and gain cells of a job: what its version serves and the change of the test loss against the best heuristic. */
+function servedCells(job) {
+  const pub = job.published;
+  if (!pub) return [h("td", { class: "served" }, "—"), h("td", { class: "num gain" }, "—")];
+  const g = qualityGain(pub.quality);
+  const served = h("td", { class: "served" }, servedName(pub.source), guardOff(job.options) ? [" ", guardOffBadge()] : null);
+  const text = !g ? "—" : g.served === "ld3" ? fmtGain(g) : "0 %";  // a served heuristic is the best one: no change
+  return [served, h("td", { class: `num gain ${gainClass(g)}`, title: gainTitle(g) }, text)];
+}
+
 function row(job, now) {
   return h("tr", { "data-job-id": job.id, "data-state": job.state },
     h("td", {}, h("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "mono" }, job.id.slice(0, 8))),
     h("td", {}, stateBadge(job)),
     h("td", {}, job.model), h("td", {}, job.solver), h("td", { class: "num" }, job.nfe),
-    h("td", {}, job.progress.phase || "—"),
+    h("td", { class: "phase" }, phaseLabel(job)),
     h("td", { class: "progress-cell" }, progressBar(job)),
-    h("td", { class: "num" }, fmtLoss(job.progress.loss_current)),
+    servedCells(job),
+    h("td", { class: "num val-loss" }, fmtLoss(jobValLoss(job))),
     h("td", { class: "num" }, fmtLoss(job.progress.loss_best)),
     h("td", { class: "num" }, fmtDuration(secondsSince(job.created_at, now))),
     h("td", { class: "mono small" }, job.worker || "—"));
@@ -48,8 +70,7 @@ export function renderJobs(root, ctx) {
   const count = h("span", { class: "muted" });
   const body = h("tbody", { id: "jobs-body" });
   const table = h("table", { class: "jobs", id: "jobs-table" },
-    h("thead", {}, h("tr", {}, ["job", "state", "model", "solver", "NFE", "phase", "progress", "val loss", "best", "age", "worker"]
-      .map((c) => h("th", {}, c)))), body);
+    h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", {}, c)))), body);
   fill(root, h("section", { class: "card" },
     h("div", { class: "toolbar" }, h("h1", {}, "Jobs"), h("label", {}, "State ", stateSel), h("label", {}, "Model ", modelSel), count),
     h("div", { class: "table-wrap" }, table)));
@@ -63,7 +84,7 @@ export function renderJobs(root, ctx) {
     const page = await api(withQuery("/jobs", { state, model, limit: 100 }));
     const now = Date.now();
     fill(body, page.data.length ? page.data.map((j) => row(j, now))
-      : h("tr", {}, h("td", { colspan: 11, class: "muted" }, "No jobs match.")));
+      : h("tr", {}, h("td", { colspan: COLUMNS.length, class: "muted" }, "No jobs match.")));
     count.textContent = `${page.data.length} job${page.data.length === 1 ? "" : "s"}`;
   }, ctx.setStatus);
   ctx.setPoller(poller);

@@ -4,18 +4,13 @@
 import { api, schedulePath, withQuery } from "../api.js";
 import { drawChart } from "../chart.js";
 import { fill, h } from "../dom.js";
-import { can, fmtGain, fmtLoss, qualityGain } from "../format.js";
+import { can, fmtGain, fmtLoss, gainClass, gainTitle, guardOff, qualityGain, servedSummary } from "../format.js";
 import { Poller } from "../poll.js";
 import { scheduleSeries } from "../schedule_plot.js";
+import { guardOffBadge } from "./jobs.js";
 
 const unique = (xs) => [...new Set(xs)];
 const keyLink = (a) => withQuery("#/schedules", { model: a.model, solver: a.solver, nfe: a.nfe, guidance: a.guidance });
-
-function gainClass(g) {
-  if (!g) return "";
-  if (g.served !== "ld3") return "neutral";
-  return g.relative > 0 ? "better" : "worse";
-}
 
 /** One model's table: a row per solver, a column per NFE, a cell per active schedule. */
 function modelTable(model, actives) {
@@ -26,9 +21,9 @@ function modelTable(model, actives) {
     if (!here.length) return h("td", { class: "muted" }, "—");
     return h("td", {}, here.map((a) => {
       const g = qualityGain(a.quality);
-      return h("a", { href: keyLink(a), class: `cell ${gainClass(g)}`, "data-key": `${a.model}/${a.solver}/${a.nfe}`,
-        title: g ? `${g.metric}: LD3 ${g.diff >= 0 ? "+" : ""}${fmtLoss(g.diff)} ± ${fmtLoss(g.sem)} vs ${g.best}` : "" },
-      a.guidance === null ? "" : `w=${a.guidance} `, `v${a.version} `, h("strong", {}, fmtGain(g)));
+      return h("a", { href: keyLink(a), class: `cell ${gainClass(g)}`, "data-key": `${a.model}/${a.solver}/${a.nfe}`, title: gainTitle(g) },
+        a.guidance === null ? "" : `w=${a.guidance} `, `v${a.version} `, h("strong", {}, fmtGain(g)),
+        guardOff(a.config) ? [" ", guardOffBadge()] : null);
     }));
   };
   return h("section", { class: "card model", "data-model": model },
@@ -51,12 +46,20 @@ function historyTable(versions, ctx, onPromote) {
       }, active && v.version < active.version ? "Roll back to this" : "Promote");
       return h("tr", { "data-version": v.version, class: v.active ? "active" : "" },
         h("td", {}, `v${v.version}`), h("td", { class: "small" }, new Date(v.created_at).toLocaleString()),
-        h("td", {}, v.source), h("td", { class: "num" }, fmtLoss(v.val_loss)),
+        h("td", { class: "source" }, v.source, guardOff(v.config) ? [" ", guardOffBadge()] : null),
+        h("td", { class: "num" }, fmtLoss(v.val_loss)),
         h("td", { class: gainClass(g) }, fmtGain(g)),
         h("td", {}, v.job_id ? h("a", { href: `#/jobs/${encodeURIComponent(v.job_id)}`, class: "mono" }, v.job_id.slice(0, 8)) : "—"),
         h("td", {}, v.active ? h("span", { class: "badge succeeded" }, "active") : ""),
         h("td", {}, action));
     })));
+}
+
+/** Above the versions chart: what the version serves, against which heuristic, whether the guard was on. */
+function versionNote(v, plot) {
+  return h("p", { id: "version-note", class: "muted" }, `serves ${servedSummary(v.source, v.quality)}`,
+    guardOff(v.config) ? [" · ", guardOffBadge(), " the guard was overridden (guard_z = 0)"] : null,
+    plot.note ? ` — ${plot.note}` : "");
 }
 
 async function keyDetail(el, key, ctx, refresh) {
@@ -77,13 +80,13 @@ async function keyDetail(el, key, ctx, refresh) {
   const detail = await api(`/dashboard/api/versions/${active.id}`);
   const canvas = h("canvas", { id: "schedule-chart", class: "chart", "aria-label": "step times" });
   const samples = h("div", { id: "samples" });
+  const plot = scheduleSeries(detail, { heuristics: "best" });
   fill(el,
     h("h2", {}, `${key.model} / ${key.solver} / NFE ${key.nfe}${key.guidance ? ` / guidance ${key.guidance}` : ""}`),
     h("p", {}, "API: ", h("code", {}, `GET ${withQuery(path, query)}`), can(ctx.me, "admin") ? "" : h("span", { class: "muted" }, " · promote and roll back need an admin key")),
     historyTable(versions, ctx, promote),
     h("h2", {}, `Step times of version ${detail.version}${detail.active ? " (active)" : ""}`),
-    canvas, samples);
-  const plot = scheduleSeries(detail, null);
+    versionNote(detail, plot), canvas, samples);
   drawChart(canvas, { series: plot.series, xLabel: plot.xLabel, yLabel: plot.yLabel });
   if (detail.has_samples) {
     const blob = await api(`${path}/versions/${detail.version}/samples.png${key.guidance ? `?guidance=${key.guidance}` : ""}`, { as: "blob" });
@@ -97,7 +100,7 @@ export function renderSchedules(root, ctx) {
   const tables = h("div", { id: "schedule-tables" });
   const detail = h("section", { class: "card", id: "schedule-detail" });
   fill(root, h("section", { class: "card" }, h("h1", {}, "Schedules"),
-    h("p", { class: "muted" }, "Active version per model, solver and NFE, with the change of the test loss against the best heuristic (negative = LD3 better; \"= name\": the guard serves that heuristic). Click a cell for its versions.")),
+    h("p", { class: "muted" }, "Active version per model, solver and NFE, with the change of the test loss against the best heuristic (negative = LD3 better; \"= name\": the guard serves that heuristic; \"guard off\": published with guard_z = 0, no margin for noise). Click a cell for its versions.")),
   tables, model && solver && nfe ? detail : null);
   let lastSeen = null;
   const poller = new Poller(async () => {

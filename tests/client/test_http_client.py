@@ -1,11 +1,11 @@
-"""api.client.Client against the app (through FastAPI's TestClient transport)."""
+"""client.http_client.Client against the app (through FastAPI's TestClient transport)."""
 
 from __future__ import annotations
 
 import pytest
 from api_support import ADMIN_KEY
 
-from api.client import ApiError, Client, format_detail
+from client.http_client import ApiError, Client, format_detail
 from registry import jobs as jq
 from registry.db import session_scope
 

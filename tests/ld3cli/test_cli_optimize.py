@@ -1,8 +1,12 @@
+"""``ld3 optimize`` and ``ld3 models``: a local LD3 job on the built-in models, every job option a flag."""
+
 import json
 
 import pytest
 
-from ld3core.cli import main
+from ld3cli.main import main, parser
+from ld3cli.optimize import job_config
+from ld3core.config import OPTIONS, JobConfig, LD3Config, TeacherSpec
 from ld3core.models import builtin_names, load_builtin
 
 ARGS = ["optimize", "--model", "gmm2d-edm", "--solver", "euler", "--nfe", "4", "--teacher-solver", "euler",
@@ -42,3 +46,21 @@ def test_models_lists_every_builtin(capsys):
     assert names == builtin_names() and "gmm64-flow" in names
     m = load_builtin("gmm64-vp")
     assert m.sample_shape == (64,) and m.default_loss == "l2"
+
+
+def test_without_flags_a_job_has_the_configs_defaults_and_the_models_loss():
+    args = parser().parse_args(["optimize"])
+    assert job_config(args, default_loss="l2") == JobConfig(ld3=LD3Config(loss="l2"))
+
+
+def test_every_job_option_is_a_flag():
+    args = parser().parse_args(["optimize", "--solver", "euler", "--nfe", "4", "--teacher-nfe", "30", "--eval-batch-size",
+                                 "8", "--no-restore", "--accept-moves", "--lr-xi", "0.02", "--heuristics", "edm", "logsnr",
+                                 "--starts", "2", "--init", "edm", "--guard-z", "0", "--hard", "--epochs", "1", "3"])
+    cfg = job_config(args, default_loss="l2")
+    assert cfg.teacher == TeacherSpec(nfe=30) and (cfg.batch_size, cfg.heuristics, cfg.starts, cfg.init) == (8, ("edm", "logsnr"), 2, "edm")
+    assert cfg.ld3 == LD3Config(solver="euler", nfe=4, loss="l2", restore=False, accept_moves=True, lr_xi=0.02, soft=False,
+                                phase1_epochs=1, phase2_epochs=3)
+    assert cfg.guard_z == 0
+    flags = {s for a in parser()._subparsers._group_actions[0].choices["optimize"]._actions for s in a.option_strings}
+    assert {"--" + name.replace("_", "-") for name in OPTIONS} <= flags

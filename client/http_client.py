@@ -1,6 +1,6 @@
 """A small synchronous client for the schedule service.
 
-    from api.client import Client
+    from client import Client
     with Client("http://127.0.0.1:8000", api_key) as c:
         job = c.submit("ddpm-digits", "unipc", 5)
         job = c.wait(job["id"], on_update=print)

@@ -1,4 +1,4 @@
-"""api.apply with real diffusers schedulers and a tiny DDPMPipeline sampling with the applied schedule."""
+"""client.apply with real diffusers schedulers and a tiny DDPMPipeline sampling with the applied schedule."""
 
 import math
 import subprocess
@@ -10,7 +10,9 @@ import torch
 from diffusers import (
     DDIMScheduler,
     DDPMPipeline,
+    DDPMScheduler,
     DPMSolverMultistepScheduler,
+    DPMSolverSinglestepScheduler,
     EDMEulerScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
@@ -19,7 +21,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from api.apply import ScheduleNotApplicable, apply_schedule, k_diffusion_sigmas
+from client.apply import ScheduleNotApplicable, apply_schedule, k_diffusion_sigmas, scheduler_solvers
 from registry.exports import export
 
 N_TRAIN = 1000
@@ -40,9 +42,9 @@ def vp_version(indices, *, solver="dpmpp_2m", nfe=None, model_indices=None):
             "schedule_config": {"name": "vp_discrete", "alphas_cumprod": ALPHAS_CUMPROD}, "source": "ld3"}
 
 
-def flow_version(ts=(0.999, 0.7, 0.4, 0.1, 0.001), t_model=None):
+def flow_version(ts=(0.999, 0.7, 0.4, 0.1, 0.001), t_model=None, solver="euler"):
     t_model = list(ts) if t_model is None else list(t_model)
-    return {"model_key": "rf", "solver": "euler", "nfe": len(ts) - 1, "guidance": None, "version": 1,
+    return {"model_key": "rf", "solver": solver, "nfe": len(ts) - 1, "guidance": None, "version": 1,
             "t_steps": list(ts), "t_model": t_model, "time_space": "flow t = sigma", "sigmas": list(ts),
             "model_timesteps": [t * 1000 for t in t_model], "schedule_config": {"name": "flow", "T": 0.999, "t_min": 0.001},
             "source": "ld3"}
@@ -78,7 +80,7 @@ def test_exports_and_versions_are_both_accepted():
 
 
 def test_euler_takes_the_exact_sigmas():
-    s = apply_schedule(ddpm_config_scheduler(EulerDiscreteScheduler), vp_version([999, 600, 250, 80, 0], model_indices=[999, 600, 250, 80, 0]))
+    s = apply_schedule(ddpm_config_scheduler(EulerDiscreteScheduler), vp_version([999, 600, 250, 80, 0], solver="euler"))
     assert s.sigmas.tolist() == pytest.approx([ve_sigma(999), ve_sigma(600), ve_sigma(250), ve_sigma(80), 0.0], rel=1e-6)
     assert s.timesteps.tolist() == pytest.approx([999, 600, 250, 80], abs=1e-2)
 
@@ -87,13 +89,13 @@ def test_duplicate_rounded_timesteps_are_refused_where_sigmas_cannot_go():
     v = vp_version([999, 501, 499, 0], model_indices=[999, 500.4, 499.6, 0])
     with pytest.raises(ScheduleNotApplicable, match=r"DPMSolverMultistepScheduler: timesteps= needs distinct integers.*\[500\]"):
         apply_schedule(ddpm_config_scheduler(DPMSolverMultistepScheduler), v)
-    s = apply_schedule(ddpm_config_scheduler(EulerDiscreteScheduler), v)  # sigmas keep the learned times
+    s = apply_schedule(ddpm_config_scheduler(EulerDiscreteScheduler), {**v, "solver": "euler"})  # sigmas keep the learned times
     assert s.sigmas[1].item() == pytest.approx(ve_sigma(501), rel=1e-6)
 
 
 def test_unipc_without_flow_sigmas_cannot_take_a_vp_schedule():
     with pytest.raises(ScheduleNotApplicable, match=r"UniPCMultistepScheduler: set_timesteps\(sigmas=...\) refused: .*use_flow_sigmas"):
-        apply_schedule(ddpm_config_scheduler(UniPCMultistepScheduler), VP)
+        apply_schedule(ddpm_config_scheduler(UniPCMultistepScheduler), vp_version([999, 600, 250, 80, 0], solver="unipc_bh2_2"))
 
 
 def test_ddim_accepts_neither_argument():
@@ -120,6 +122,51 @@ def test_nfe_mismatch_between_one_and_two_evaluations_per_step_is_refused():
         apply_schedule(ddpm_config_scheduler(DPMSolverMultistepScheduler), VP_HEUN)
 
 
+@pytest.mark.parametrize(("scheduler", "message"), [
+    (lambda: ddpm_config_scheduler(EulerDiscreteScheduler), "EulerDiscreteScheduler: runs euler, but this schedule was learned for dpmpp_2m"),
+    (lambda: ddpm_config_scheduler(DPMSolverSinglestepScheduler), "DPMSolverSinglestepScheduler: runs singlestep DPM-Solver"),
+    (lambda: ddpm_config_scheduler(DDPMScheduler), r"DDPMScheduler: samples stochastically \(ancestral sampling\)"),
+    (lambda: ddpm_config_scheduler(DPMSolverMultistepScheduler, solver_order=3), "runs dpmpp_3m, but .* learned for dpmpp_2m"),
+    (lambda: ddpm_config_scheduler(DPMSolverMultistepScheduler, algorithm_type="sde-dpmsolver++"),
+     "algorithm_type='sde-dpmsolver\\+\\+', which samples stochastically"),
+    (lambda: ddpm_config_scheduler(DPMSolverMultistepScheduler, solver_type="heun"), "solver_type='heun' second-order update"),
+])
+def test_a_schedule_learned_for_another_solver_is_refused(scheduler, message):
+    """Before, each of these silently took the DPM-Solver++ 2M schedule."""
+    with pytest.raises(ScheduleNotApplicable, match=message + ".*certified only there; .*allow_solver_mismatch=True"):
+        apply_schedule(scheduler(), VP)
+
+
+def test_allow_solver_mismatch_applies_the_steps_anyway():
+    s = apply_schedule(ddpm_config_scheduler(EulerDiscreteScheduler), VP, allow_solver_mismatch=True)
+    assert s.sigmas.tolist() == pytest.approx([ve_sigma(999), ve_sigma(600), ve_sigma(250), ve_sigma(80), 0.0], rel=1e-6)
+    s = apply_schedule(ddpm_config_scheduler(DDPMScheduler), VP, allow_solver_mismatch=True)
+    assert s.timesteps.tolist() == [999, 600, 250, 80]
+    with pytest.raises(ScheduleNotApplicable, match="evaluates the model twice per step"):  # the NFE check stays
+        apply_schedule(ddpm_config_scheduler(HeunDiscreteScheduler), VP, allow_solver_mismatch=True)
+
+
+def test_the_scheduler_of_each_solver_takes_its_schedule():
+    s = apply_schedule(ddpm_config_scheduler(DPMSolverMultistepScheduler, solver_order=3), vp_version([999, 600, 250, 80, 0], solver="dpmpp_3m"))
+    assert s.timesteps.tolist() == [999, 600, 250, 80]
+    assert scheduler_solvers(UniPCMultistepScheduler(solver_order=3)) == (("unipc_bh2_3", "unipc"), "")
+    assert scheduler_solvers(UniPCMultistepScheduler(solver_order=2, solver_type="bh1")) == (("unipc_bh1_2",), "")
+    assert scheduler_solvers(FlowMatchEulerDiscreteScheduler()) == (("euler",), "")
+    assert scheduler_solvers(FlowMatchEulerDiscreteScheduler(stochastic_sampling=True))[0] == ()
+    assert scheduler_solvers(EDMEulerScheduler()) == (("euler",), "")
+    assert scheduler_solvers(HeunDiscreteScheduler()) == (("heun",), "")
+    with pytest.raises(ScheduleNotApplicable, match="learned for dpmpp_3m_exact"):  # no diffusers scheduler runs it
+        apply_schedule(ddpm_config_scheduler(DPMSolverMultistepScheduler, solver_order=3),
+                       vp_version([999, 600, 250, 80, 0], solver="dpmpp_3m_exact"))
+
+
+def test_a_ddpm_pipeline_with_its_own_stochastic_scheduler_is_refused():
+    pipe = tiny_pipeline()
+    pipe.scheduler = ddpm_config_scheduler(DDPMScheduler)
+    with pytest.raises(ScheduleNotApplicable, match="DDPMScheduler: samples stochastically"):
+        apply_schedule(pipe, VP)
+
+
 def test_another_noise_schedule_is_refused():
     sd = DPMSolverMultistepScheduler(num_train_timesteps=N_TRAIN, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     with pytest.raises(ScheduleNotApplicable, match="alphas_cumprod give training sigmas .* another noise schedule"):
@@ -136,7 +183,8 @@ def test_flow_match_euler_takes_flow_sigmas_and_decoupled_timesteps():
 
 
 def test_unipc_with_flow_sigmas_takes_a_flow_schedule():
-    s = apply_schedule(UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction"), flow_version())
+    s = apply_schedule(UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction"),
+                       flow_version(solver="unipc_bh2_2"))
     assert s.sigmas.tolist() == pytest.approx([0.999, 0.7, 0.4, 0.1, 0.0], rel=1e-6)
 
 
@@ -212,5 +260,5 @@ def test_reapplying_to_a_pipeline_replaces_the_pin():
 
 
 def test_apply_module_imports_neither_torch_nor_diffusers():
-    code = "import sys, api.apply; bad = {'torch', 'diffusers'} & set(sys.modules); assert not bad, bad"
+    code = "import sys, client.apply; bad = {'torch', 'diffusers'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,6 +9,13 @@ that scheduler class takes for the schedule's noise family:
   scheduler takes both) into a flow scheduler whose shift cannot warp them;
 - EDM: ``EDMEulerScheduler`` with its karras formula, fed the ramp that reproduces the sigmas.
 
+A schedule is learned for one solver and certified for it alone, so the scheduler must run that
+solver (``scheduler_solvers``: by class and config, e.g. ``DPMSolverMultistepScheduler`` with
+``algorithm_type="dpmsolver++"``, ``solver_order=2`` runs ``dpmpp_2m``); stochastic schedulers
+(``DDPMScheduler``, ancestral and SDE samplers) and DPM-Solver singlestep run none of ours.
+``allow_solver_mismatch=True`` applies the steps anyway, knowing that the result is not what the
+version's quality figures describe.
+
 Anything else raises ``ScheduleNotApplicable`` naming the scheduler class and the reason. A
 pipeline calls ``set_timesteps(num_inference_steps)`` itself on every call, so for a pipeline
 the scheduler is also *pinned*: later calls with ``num_inference_steps`` None or N get the
@@ -42,11 +49,13 @@ class ScheduleNotApplicable(ValueError):
         super().__init__(f"{scheduler}: {reason}")
 
 
-def apply_schedule(target: Any, schedule: Any) -> Any:
+def apply_schedule(target: Any, schedule: Any, *, allow_solver_mismatch: bool = False) -> Any:
     """Set ``target``'s (a scheduler's or a pipeline's ``.scheduler``) steps to ``schedule``.
 
     ``schedule``: a version (mapping or row), a ``raw`` or ``diffusers`` export (dict or an object
-    with ``format`` and ``payload``). Returns the scheduler.
+    with ``format`` and ``payload``). Returns the scheduler. A scheduler that does not run the
+    solver the schedule was learned for is refused unless ``allow_solver_mismatch`` is True, which
+    applies the learned steps to that other solver: uncertified, usually worse than its own.
     """
     scheduler = target.scheduler if _is_pipeline(target) else target
     name = type(scheduler).__name__
@@ -54,6 +63,8 @@ def apply_schedule(target: Any, schedule: Any) -> Any:
     errors: list[str] = []
     candidates = _candidates(scheduler, payload, errors)
     _check_nfe(scheduler, payload)
+    if not allow_solver_mismatch:
+        _check_solver(scheduler, payload)
     for kwargs in candidates:
         try:
             scheduler.set_timesteps(**kwargs)
@@ -65,6 +76,52 @@ def apply_schedule(target: Any, schedule: Any) -> Any:
             _pin(scheduler, kwargs, payload["n_steps"])
         return scheduler
     raise ScheduleNotApplicable(name, "; ".join(errors))
+
+
+def scheduler_solvers(scheduler: Any) -> tuple[tuple[str, ...], str]:
+    """The ld3 solvers ``scheduler`` runs, from its class and config (duck-typed), and where it
+    runs none, why. Only what was checked against ld3core is listed (README, "Equal to diffusers")."""
+    name, cfg = type(scheduler).__name__, scheduler.config
+    if name in STOCHASTIC:
+        return (), f"samples stochastically ({STOCHASTIC[name]})"
+    if name in ("EulerDiscreteScheduler", "EDMEulerScheduler", "DDIMScheduler"):
+        return ("euler",), ""
+    if name == "FlowMatchEulerDiscreteScheduler":
+        if cfg.get("stochastic_sampling"):
+            return (), "samples stochastically (stochastic_sampling=True re-noises every step)"
+        return ("euler",), ""
+    if name in ("HeunDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"):
+        return ("heun",), ""
+    if name in ("DPMSolverMultistepScheduler", "EDMDPMSolverMultistepScheduler"):
+        algorithm, order = cfg.get("algorithm_type", "dpmsolver++"), cfg.get("solver_order", 2)
+        if algorithm != "dpmsolver++":
+            kind = "stochastically" if "sde" in algorithm else "in noise prediction"
+            return (), f"runs algorithm_type={algorithm!r}, which samples {kind}; ld3's DPM-Solver++ is 'dpmsolver++'"
+        if order == 2 and cfg.get("solver_type", "midpoint") != "midpoint":
+            return (), f"its solver_type={cfg['solver_type']!r} second-order update is not dpmpp_2m's ('midpoint')"
+        runs = {1: ("euler",), 2: ("dpmpp_2m",), 3: ("dpmpp_3m",)}.get(order, ())
+        return runs, "" if runs else f"runs DPM-Solver++ of order {order}"
+    if name == "UniPCMultistepScheduler":
+        order, variant = cfg.get("solver_order", 2), cfg.get("solver_type", "bh2")
+        if not cfg.get("predict_x0", True) or order not in (2, 3) or variant not in ("bh1", "bh2"):
+            return (), f"runs UniPC with predict_x0={cfg.get('predict_x0', True)}, solver_order={order}, solver_type={variant!r}"
+        runs = (f"unipc_{variant}_{order}",)
+        return runs + (("unipc",) if runs == ("unipc_bh2_3",) else ()), ""
+    if name == "DPMSolverSinglestepScheduler":
+        return (), "runs singlestep DPM-Solver, not a multistep solver of ld3's"
+    return (), "runs no solver ld3 learns schedules for"
+
+
+# Stochastic diffusers schedulers: a step draws fresh noise, so no ODE schedule is certified for them.
+STOCHASTIC = {
+    "DDPMScheduler": "ancestral sampling",
+    "EulerAncestralDiscreteScheduler": "ancestral sampling",
+    "KDPM2AncestralDiscreteScheduler": "ancestral sampling",
+    "DPMSolverSDEScheduler": "an SDE solver",
+    "LCMScheduler": "consistency sampling",
+    "TCDScheduler": "consistency sampling",
+    "CMStochasticIterativeScheduler": "consistency sampling",
+}
 
 
 def k_diffusion_sigmas(schedule: Any) -> list[float]:
@@ -122,6 +179,17 @@ def _check_nfe(scheduler: Any, p: Mapping[str, Any]) -> None:
                                           f"{p['solver']} at NFE {nfe}) would cost {2 * n - 1} evaluations")
     raise ScheduleNotApplicable(name, f"evaluates the model {order} time(s) per step, but this schedule was learned for "
                                       f"{p['solver']}: {n} steps at NFE {nfe}, {learned} evaluations per step")
+
+
+def _check_solver(scheduler: Any, p: Mapping[str, Any]) -> None:
+    """The scheduler must run the solver the schedule was learned for (``scheduler_solvers``)."""
+    runs, why = scheduler_solvers(scheduler)
+    if p["solver"] in runs:
+        return
+    what = f"runs {' / '.join(runs)}" if runs else why
+    raise ScheduleNotApplicable(type(scheduler).__name__, f"{what}, but this schedule was learned for {p['solver']} and is "
+                                                          "certified only there; apply_schedule(..., allow_solver_mismatch=True) "
+                                                          "applies its steps to this scheduler anyway, uncertified")
 
 
 def _candidates(scheduler: Any, p: Mapping[str, Any], errors: list[str]) -> list[dict[str, Any]]:
