@@ -1,7 +1,7 @@
 """Our LD3 loop against the authors' figures, and each of their loop's habits measured alone.
 
 The protocol of issue 10, on the shipped pixel models: per (model, solver, NFE, seed) an LD3 job
-with 50 training + 50 validation (+ 100 test, for the job's own guard) teacher pairs, the
+with 50 training + 50 validation (+ the job's default 300 test pairs, for its own guard) teacher pairs, the
 teacher being the same solver at NFE 20 on logSNR steps; the paper's pixel recipe (batch 2,
 2 + 5 epochs, RMSprop 5e-3 on xi, SGD 0.1/NFE on xi^c, patience 5, factor 0.8), LPIPS-VGG;
 then every schedule - the learned one, what the job's guard serves, every heuristic, the
@@ -22,6 +22,7 @@ the report (``<tag>.md``) is rewritten after every job and by ``--report``.
     python benchmarks/ld3_protocol.py --variants ours restore authors --models ddpm-digits --nfes 4
     python benchmarks/ld3_protocol.py --variants default                 # the full table, resumable
     python benchmarks/ld3_protocol.py --report benchmarks/results/ld3_protocol.jsonl
+    python benchmarks/ld3_protocol.py --reguard benchmarks/results/ld3_protocol.jsonl --variants default  # today's guard, no training
 
 Each job takes 3-10 min on one CPU thread (LPIPS-VGG on 32 px dominates); ``--workers 2``
 runs two side by side.
