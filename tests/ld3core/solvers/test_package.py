@@ -37,20 +37,30 @@ PINNED = {
 }
 
 
-def _pinned_outputs(name: str) -> list[torch.Tensor]:
-    """Every schedule, N = 2, 5, 16, logSNR steps plain and decoupled, per-sample heuristic grids, float64 and float32."""
-    fn, outs = SOLVERS[name].fn, []
+def _cases():
+    """Every schedule, N = 2, 5, 16, float64 and float32: (denoiser, logSNR steps, per-sample
+    heuristic grids, x) in a fixed order."""
     for make in SCHEDULES.values():
         sch = make()
         den = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), sch)
         for n in (2, 5, 16):
             t = HEURISTICS["logsnr"](sch, n)
-            tm = t.clone()
-            tm[1:-1] -= 0.1 * (t[1:-1] - t[2:])
             grid = torch.stack([HEURISTICS[h](sch, n) for h in ("edm", "time_quadratic", "time_uniform")], 1)
             for dtype in (torch.float64, torch.float32):
-                x = (torch.randn(3, 2, generator=torch.Generator().manual_seed(n), dtype=DTYPE) * sch.sigma_T).to(dtype)
-                outs += [fn(den, x, t), fn(den, x, t, tm), fn(den, x, grid)]
+                yield den, t, grid, (torch.randn(3, 2, generator=torch.Generator().manual_seed(n), dtype=DTYPE) * sch.sigma_T).to(dtype)
+
+
+def _decoupled(times: torch.Tensor) -> torch.Tensor:
+    tm = times.clone()
+    tm[1:-1] -= 0.1 * (times[1:-1] - times[2:])
+    return tm
+
+
+def _pinned_outputs(name: str) -> list[torch.Tensor]:
+    """logSNR steps plain and decoupled, and per-sample heuristic grids, over ``_cases``."""
+    fn, outs = SOLVERS[name].fn, []
+    for den, t, grid, x in _cases():
+        outs += [fn(den, x, t), fn(den, x, t, _decoupled(t)), fn(den, x, grid)]
     return outs
 
 
@@ -74,22 +84,12 @@ PINNED_GRADIENTS = {
 
 def _pinned_gradients(name: str) -> list[torch.Tensor]:
     fn, outs = SOLVERS[name].fn, []
-    for make in SCHEDULES.values():
-        sch = make()
-        den = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), sch)
-        for n in (2, 5, 16):
-            t = HEURISTICS["logsnr"](sch, n)
-            grid = torch.stack([HEURISTICS[h](sch, n) for h in ("edm", "time_quadratic", "time_uniform")], 1)
-            for dtype in (torch.float64, torch.float32):
-                x = torch.randn(3, 2, generator=torch.Generator().manual_seed(n), dtype=DTYPE) * sch.sigma_T
-                x = x.to(dtype).requires_grad_(True)
-                for times in (t, grid):
-                    ts = times.clone().requires_grad_(True)
-                    tm = times.clone()
-                    tm[1:-1] -= 0.1 * (times[1:-1] - times[2:])
-                    tm.requires_grad_(True)
-                    out = fn(den, x, ts, tm)
-                    outs += list(torch.autograd.grad((out * out).sum(), (x, ts, tm)))
+    for den, t, grid, x in _cases():
+        x = x.requires_grad_(True)
+        for times in (t, grid):
+            ts, tm = times.clone().requires_grad_(True), _decoupled(times).requires_grad_(True)
+            out = fn(den, x, ts, tm)
+            outs += list(torch.autograd.grad((out * out).sum(), (x, ts, tm)))
     return outs
 
 
