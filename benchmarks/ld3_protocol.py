@@ -67,6 +67,9 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "authors": {"ld3": {"restore": True, "val_every": 1, "select_on": "soft", "accept_moves": True},
                 "job": {"init": "time_uniform"}},
     "default": {"ld3": {}, "job": {}},
+    # the default loop trained twice as long in phase 2 (2 + 10 epochs): its best iteration is
+    # in the last 15% in most jobs, so is it still improving?
+    "long": {"ld3": {"phase2_epochs": 10}, "job": {}},
 }
 
 # Issue 10's run of the authors' code (vinhsuhi/LD3) on ddpm-digits, seed 0, same protocol:

@@ -20,23 +20,30 @@ ratios), so that no valid grid gives a non-finite value.
 A stored schedule keeps N+1 times ending at t_min and names its ``final`` rule ("sigma_min"
 or "zero", ``FINALS``); ``final_grid`` turns it into the grid a solver runs and
 ``SolverSpec.ending(final)`` gives the solver that runs it.
+
+Each solver is written once, as the generator of its network evaluations (``*_steps``,
+``_common.Evaluations``): the solver function drives it with a denoiser, and a stepwise sampler
+(``client.diffusers_scheduler``, ``client.k_diffusion``) drives ``SolverSpec.evaluations`` one
+network call at a time, so what a pipeline runs is this code, not a second copy of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..config import FINALS
-from .dpmpp import dpmpp_2m, dpmpp_3m
-from .euler import euler
-from .heun import heun
-from .ipndm import ipndm
-from .unipc import unipc
+from ..schedules import NoiseSchedule
+from ._common import Evaluations, Steps, run, solve
+from .dpmpp import dpmpp_2m, dpmpp_3m, dpmpp_steps
+from .euler import euler, euler_steps
+from .heun import heun, heun_steps
+from .ipndm import ipndm, ipndm_steps
+from .unipc import unipc, unipc_steps
 
 Solver = Callable[..., Tensor]
 
@@ -63,11 +70,24 @@ def _ending_at_zero(fn: Solver, denoiser: Callable[..., Tensor], x: Tensor, t_st
 
 @dataclass(frozen=True)
 class SolverSpec:
-    """A named solver and how its step count relates to its NFE."""
+    """A named solver: its run as network evaluations (``steps``, with fixed ``options``) and how
+    its step count relates to its NFE."""
 
     name: str
-    fn: Solver
+    steps: Steps
     evals_per_step: int = 1  # Heun: 2 per step, the last step is Euler (EDM's convention)
+    options: tuple[tuple[str, object], ...] = ()
+
+    @cached_property
+    def fn(self) -> Solver:
+        """The solver function ``(denoiser, x, t_steps, t_model=None) -> x``."""
+        return partial(solve, self.steps, **dict(self.options))
+
+    def evaluations(self, schedule: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None,
+                    final: str = "sigma_min") -> Evaluations:
+        """This solver's run from ``x`` over stored step times under the ``final`` rule, as the
+        generator of its network evaluations (``_common.Evaluations``): what a stepwise sampler drives."""
+        return self.steps(schedule, x, final_grid(t_steps, final), t_model, **dict(self.options))
 
     def nfe(self, n_steps: int) -> int:
         return n_steps if self.evals_per_step == 1 else 2 * n_steps - 1
@@ -84,20 +104,24 @@ class SolverSpec:
         return self.fn if check_final(final) == "sigma_min" else partial(_ending_at_zero, self.fn)
 
 
+def _spec(name: str, steps: Steps, evals_per_step: int = 1, **options: object) -> SolverSpec:
+    return SolverSpec(name, steps, evals_per_step, tuple(options.items()))
+
+
 SOLVERS: dict[str, SolverSpec] = {
-    "euler": SolverSpec("euler", euler),
-    "heun": SolverSpec("heun", heun, evals_per_step=2),
-    "dpmpp_2m": SolverSpec("dpmpp_2m", dpmpp_2m),
-    "dpmpp_3m": SolverSpec("dpmpp_3m", dpmpp_3m),  # the ecosystem's formula: order 2 (see dpmpp.py)
-    "dpmpp_3m_exact": SolverSpec("dpmpp_3m_exact", partial(dpmpp_3m, exact_d2=True)),  # order 3
-    "unipc": SolverSpec("unipc", partial(unipc, order=3, variant="bh2")),
-    "unipc_bh1_2": SolverSpec("unipc_bh1_2", partial(unipc, order=2, variant="bh1")),
-    "unipc_bh1_3": SolverSpec("unipc_bh1_3", partial(unipc, order=3, variant="bh1")),
-    "unipc_bh2_2": SolverSpec("unipc_bh2_2", partial(unipc, order=2, variant="bh2")),
-    "unipc_bh2_3": SolverSpec("unipc_bh2_3", partial(unipc, order=3, variant="bh2")),
-    "ipndm": SolverSpec("ipndm", partial(ipndm, order=4)),
-    "ipndm_2": SolverSpec("ipndm_2", partial(ipndm, order=2)),
-    "ipndm_3": SolverSpec("ipndm_3", partial(ipndm, order=3)),
+    "euler": _spec("euler", euler_steps),
+    "heun": _spec("heun", heun_steps, evals_per_step=2),
+    "dpmpp_2m": _spec("dpmpp_2m", dpmpp_steps, order=2),
+    "dpmpp_3m": _spec("dpmpp_3m", dpmpp_steps, order=3),  # the ecosystem's formula: order 2 (see dpmpp.py)
+    "dpmpp_3m_exact": _spec("dpmpp_3m_exact", dpmpp_steps, order=3, exact_d2=True),  # order 3
+    "unipc": _spec("unipc", unipc_steps, order=3, variant="bh2"),
+    "unipc_bh1_2": _spec("unipc_bh1_2", unipc_steps, order=2, variant="bh1"),
+    "unipc_bh1_3": _spec("unipc_bh1_3", unipc_steps, order=3, variant="bh1"),
+    "unipc_bh2_2": _spec("unipc_bh2_2", unipc_steps, order=2, variant="bh2"),
+    "unipc_bh2_3": _spec("unipc_bh2_3", unipc_steps, order=3, variant="bh2"),
+    "ipndm": _spec("ipndm", ipndm_steps, order=4),
+    "ipndm_2": _spec("ipndm_2", ipndm_steps, order=2),
+    "ipndm_3": _spec("ipndm_3", ipndm_steps, order=3),
 }
 
 
@@ -107,4 +131,5 @@ def get_solver(name: str) -> SolverSpec:
     return SOLVERS[name]
 
 
-__all__ = ["SOLVERS", "FINALS", "SolverSpec", "check_final", "final_grid", "get_solver", "euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]
+__all__ = ["SOLVERS", "FINALS", "Evaluations", "SolverSpec", "run", "check_final", "final_grid", "get_solver",
+           "euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]

@@ -1,15 +1,41 @@
-"""What every solver shares: argument checks and the per-step schedule quantities."""
+"""What every solver shares: its form as a generator of network evaluations, argument checks
+and the per-step schedule quantities."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import torch
 from torch import Tensor
 
-from ..denoisers import bcast  # noqa: F401  (re-exported for the solver modules)
+from ..denoisers import Denoiser, bcast  # noqa: F401  (bcast: re-exported for the solver modules)
 from ..schedules import NoiseSchedule
+
+Evaluations = Generator[tuple[Tensor, Tensor], Tensor, Tensor]
+"""A solver's run, written once: it yields ``(x, t)`` where the network is to be evaluated next,
+is sent the data prediction D(x, t) back, and returns the final x. ``run`` drives it with a
+denoiser (the solver functions); a stepwise sampler (a diffusers scheduler, a k-diffusion
+sampler loop) drives the same generator one network call at a time, so it computes what the
+solver computes, operation for operation."""
+
+Steps = Callable[..., Evaluations]  # (schedule, x, t_steps, t_model=None, **options) -> Evaluations
+
+
+def run(evaluations: Evaluations, denoiser: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """Drive ``evaluations`` to its end, answering every request with ``denoiser``; the final x."""
+    try:
+        x, t = next(evaluations)
+        while True:
+            x, t = evaluations.send(denoiser(x, t))
+    except StopIteration as done:
+        return done.value
+
+
+def solve(steps: Steps, denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None,
+          **options: object) -> Tensor:
+    """The solver function of ``steps``: ``(denoiser, x, t_steps, t_model) -> x``."""
+    return run(steps(denoiser.schedule, x, t_steps, t_model, **options), denoiser)
 
 
 def check_times(x: Tensor, t_steps: Tensor, t_model: Tensor | None,

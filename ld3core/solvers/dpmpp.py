@@ -24,18 +24,22 @@ import torch
 from torch import Tensor
 
 from ..denoisers import Denoiser
-from ._common import bcast, check_times, defined, fill, phi_tail, step_order
+from ..schedules import NoiseSchedule
+from ._common import Evaluations, bcast, check_times, defined, fill, phi_tail, solve, step_order
 
 
-def _dpmpp_multistep(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None, order: int,
-                     lower_order_final: bool, exact_d2: bool = False) -> Tensor:
-    sch, n = denoiser.schedule, t_steps.shape[0] - 1
+def dpmpp_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *, order: int = 2,
+                lower_order_final: bool = True, exact_d2: bool = False) -> Evaluations:
+    """DPM-Solver++ multistep of ``order`` 2 or 3 as its network evaluations (``_common.Evaluations``)."""
+    if order not in (2, 3):
+        raise ValueError(f"DPM-Solver++ multistep order must be 2 or 3, got {order}")
+    n = t_steps.shape[0] - 1
     t_model, to_zero, zero_steps = check_times(x, t_steps, t_model, sch)
     grid = t_steps[:-1] if to_zero else t_steps  # sigma = 0 has lambda = inf: the last step does not use it
     lam, alpha, sigma = sch.lam(grid), sch.alpha(grid), sch.sigma(grid)
     ds: list[Tensor] = []  # data predictions of the last steps, newest last
     for i in range(n):
-        ds = (ds + [denoiser(x, t_model[i])])[-order:]
+        ds = (ds + [(yield x, t_model[i])])[-order:]
         if to_zero and i == n - 1:
             return ds[-1]  # first-order step onto sigma = 0: the data prediction (see ld3core.solvers)
         p = step_order(i, n, order, lower_order_final)
@@ -64,7 +68,7 @@ def _dpmpp_multistep(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Te
 def dpmpp_2m(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
              lower_order_final: bool = True) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022). N steps, N network evaluations. Returns x at t_steps[-1]."""
-    return _dpmpp_multistep(denoiser, x, t_steps, t_model, 2, lower_order_final)
+    return solve(dpmpp_steps, denoiser, x, t_steps, t_model, order=2, lower_order_final=lower_order_final)
 
 
 def dpmpp_3m(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
@@ -73,4 +77,4 @@ def dpmpp_3m(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | N
 
     ``exact_d2=False`` is diffusers' formula (order 2, see the module docstring); True is order 3.
     """
-    return _dpmpp_multistep(denoiser, x, t_steps, t_model, 3, lower_order_final, exact_d2)
+    return solve(dpmpp_steps, denoiser, x, t_steps, t_model, order=3, lower_order_final=lower_order_final, exact_d2=exact_d2)

@@ -11,17 +11,22 @@ import torch
 from torch import Tensor
 
 from ..denoisers import Denoiser
-from ._common import bcast, check_times
+from ..schedules import NoiseSchedule
+from ._common import Evaluations, bcast, check_times, solve
 
 
 def euler(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Tensor:
     """N steps, N network evaluations. Returns x at t_steps[-1] (a final 0: the data prediction)."""
-    sch = denoiser.schedule
+    return solve(euler_steps, denoiser, x, t_steps, t_model)
+
+
+def euler_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Evaluations:
+    """``euler`` as its network evaluations (``_common.Evaluations``)."""
     t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
     n = t_steps.shape[0] - 1
     for i in range(n):
         s, t = t_steps[i], t_steps[i + 1]
-        d = denoiser(x, t_model[i])
+        d = yield x, t_model[i]
         if to_zero and i == n - 1:
             return d  # DDIM step onto sigma = 0: the data prediction (see ld3core.solvers)
         # DDIM step (data prediction).

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ..denoisers import Denoiser
-from ._common import bcast, check_times, defined, fill, phi_tail, step_order
+from ..schedules import NoiseSchedule
+from ._common import Evaluations, bcast, check_times, defined, fill, phi_tail, solve, step_order
 
 VARIANTS = ("bh1", "bh2")
 
@@ -60,18 +61,24 @@ def unipc(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None
 
     N steps, N network evaluations. Returns x at t_steps[-1] (after the last predictor).
     """
+    return solve(unipc_steps, denoiser, x, t_steps, t_model, order=order, variant=variant, lower_order_final=lower_order_final)
+
+
+def unipc_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+                order: int = 3, variant: str = "bh2", lower_order_final: bool = True) -> Evaluations:
+    """``unipc`` as its network evaluations (``_common.Evaluations``)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown UniPC variant {variant!r}; known: {VARIANTS}")
     if order not in (1, 2, 3):
         raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
-    sch, n = denoiser.schedule, t_steps.shape[0] - 1
+    n = t_steps.shape[0] - 1
     t_model, to_zero, zero_steps = check_times(x, t_steps, t_model, sch)
     grid = t_steps[:-1] if to_zero else t_steps  # sigma = 0 has lambda = inf: the last step does not use it
     lam, alpha, sigma = sch.lam(grid), sch.alpha(grid), sch.sigma(grid)
     ds: list[Tensor] = []  # data predictions at the last steps, newest last
     x_last, p = x, 0
     for i in range(n):
-        d = denoiser(x, t_model[i])
+        d = yield x, t_model[i]
         if to_zero and i == n - 1:
             # UniP-1 onto sigma = 0 is the data prediction; a corrected x_i would be multiplied by sigma = 0.
             return d

@@ -100,5 +100,6 @@ def test_per_sample_times_equal_separate_runs(per_sample_check):
 
 
 def test_rejects_unknown_order():
-    with pytest.raises(ValueError):
-        ipndm(None, torch.zeros(1, 2), torch.tensor([1.0, 0.5]), order=5)
+    den = AnalyticDenoiser(GaussianMixture(torch.zeros(1, 2), torch.ones(1), torch.ones(1)), EDM())
+    with pytest.raises(ValueError, match="order must be 1..4"):
+        ipndm(den, torch.zeros(1, 2), torch.tensor([1.0, 0.5]), order=5)
