@@ -135,7 +135,10 @@ def test_dockerfile_installs_with_the_constraints_and_runs_the_bootstrap_steps()
     commands = dockerfile_runs()
     pip_installs = [c for c in commands if "-m pip install" in c]
     assert pip_installs and all("-c constraints.txt" in c for c in pip_installs), pip_installs
-    assert any(c.split()[-1] == "." for c in pip_installs), "the project itself is installed"
+    assert any(c.split()[-1] == '".[worker]"' for c in pip_installs), "the project itself is installed, with the worker's extra"
+    packages = re.search(r"include = \[([^\]]*)\]", (ROOT / "pyproject.toml").read_text()).group(1)
+    for pkg in re.findall(r'"(\w+)\*?"', packages):
+        assert re.search(rf"^COPY {pkg} {pkg}$", DOCKERFILE.read_text(), re.M), f"package {pkg} is not copied into the image"
     no_deps = re.findall(r"--no-deps\s+(\S+==\S+)", BOOTSTRAP.read_text())
     assert no_deps, "bootstrap.sh has --no-deps installs"
     for pkg in no_deps:
