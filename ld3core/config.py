@@ -26,6 +26,48 @@ FINALS = ("sigma_min", "zero")  # how a schedule's last step ends (ld3core.solve
 HEURISTIC_NAMES = ("time_uniform", "time_quadratic", "logsnr", "edm")  # ld3core.heuristics.HEURISTICS, in order
 EVAL_METRICS = ("fd_digits", "fid", "lpips_teacher")  # the sample-quality metrics of worker.evaluate (`ld3 evaluate`)
 
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A sampler that runs served schedules, and what of a schedule it can run (issue 12)."""
+
+    name: str
+    decoupled: bool  # evaluates the network at stored model times t_model != t_steps
+    final: str | None  # the last step it takes (FINALS); None: the schedule's own rule
+    integer_timesteps: bool  # VP discrete: it rounds the step times to integer training steps
+    solvers: tuple[str, ...] | None  # the solvers it runs as ld3core does; None: every one
+    how: str
+
+
+# The one table of consumers: the job option ``target`` names one (LD3 learns under its limits),
+# the job measures every served schedule in each one's form (``ld3core.consumers``), the exports
+# say which forms are exact. "ld3": our samplers (ld3core; client.diffusers_scheduler, a diffusers
+# SchedulerMixin; client.k_diffusion, a k-diffusion-style sampler), which run anything stored.
+CONSUMERS: dict[str, Consumer] = {c.name: c for c in (
+    Consumer("ld3", True, None, False, None,
+             "ld3core, client.diffusers_scheduler.LD3Scheduler or client.k_diffusion: the stored schedule as it is"),
+    Consumer("diffusers", False, "zero", True, ("euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_bh1_2", "unipc_bh1_3",
+                                                "unipc_bh2_2", "unipc_bh2_3"),
+             "a stock diffusers scheduler through client.apply_schedule: the network's time follows the step "
+             "(no decoupled times), VP-discrete timesteps are integers, the last step lands on sigma = 0"),
+    Consumer("k-diffusion", False, "zero", False, ("euler", "heun", "dpmpp_2m"),
+             "k-diffusion's sample_euler / sample_heun / sample_dpmpp_2m on the export's sigmas: the network's "
+             "time follows sigma, the last step lands on sigma = 0"),
+    Consumer("comfyui", False, "zero", False, ("euler", "heun", "dpmpp_2m"),
+             "ComfyUI's ManualSigmas with the euler / heun / dpmpp_2m sampler: as k-diffusion"),
+)}
+TARGETS = tuple(CONSUMERS)
+
+
+def target_constraints(target: str) -> dict[str, Any]:
+    """The LD3Config fields a job learning for ``target`` must have (ValueError for an unknown target)."""
+    if target not in CONSUMERS:
+        raise ValueError(f"target: unknown consumer {target!r}; known: {list(TARGETS)}")
+    c = CONSUMERS[target]
+    return {**({} if c.decoupled else {"decoupled": False}), **({} if c.final is None else {"final": c.final})}
+
+
 # Where the paper's latent-space recipe differs from the pixel-space one (App. B.1.2).
 LATENT_RECIPE: dict[str, Any] = {"lr_xi": 1e-3, "lr_xic": 0.001, "phase2_epochs": 3}
 
@@ -70,6 +112,9 @@ class LD3Config:
     # The sampler's last step, which LD3 learns with: "sigma_min" ends at t_min (today's rule, the
     # default), "zero" lands on the data prediction at sigma = 0 (ld3core.solvers.final_grid).
     final: str = "sigma_min"
+    # The sampler the schedule is learned for (CONSUMERS): a stock one's limits hold during
+    # training (``target_constraints``; integer VP timesteps with straight-through gradients).
+    target: str = "ld3"
 
     @classmethod
     def latent(cls, **overrides: Any) -> "LD3Config":
@@ -93,6 +138,13 @@ class LD3Config:
             bad("final", f"unknown final step {self.final!r}; known: {list(FINALS)}")
         if self.select_on not in SELECT_ON:
             bad("select_on", "must be 'hard' or 'soft'")
+        for name, value in target_constraints(self.target).items():
+            if getattr(self, name) != value:
+                bad(name, f"must be {value!r} for target {self.target!r}: {CONSUMERS[self.target].how}")
+        runs = CONSUMERS[self.target].solvers
+        if runs is not None and self.solver not in runs:
+            bad("target", f"{self.target} runs {', '.join(runs)} as learned here, not {self.solver}; use target 'ld3' "
+                          f"({CONSUMERS['ld3'].how})")
         for name in ("batch_size", "val_every", "val_batch_size", "patience"):
             if getattr(self, name) < 1:
                 bad(name, "must be >= 1")
@@ -241,11 +293,14 @@ def job_config(solver: str, nfe: int, options: Mapping[str, Any] | None = None, 
     for name, value in options.items():
         if value is not None:
             given[OPTIONS[name].section][OPTIONS[name].field] = value
+    for name, value in target_constraints(given["ld3"].get("target", "ld3")).items():
+        if given["ld3"].setdefault(name, value) != value:  # what the target implies, unless the job said otherwise
+            raise ValueError(f"{name}: {given['ld3'][name]!r} conflicts with target {given['ld3']['target']!r}, which needs {value!r}")
     ld3 = LD3Config.latent(**given["ld3"]) if latent else LD3Config(**given["ld3"])
     return JobConfig(ld3=ld3, teacher=TeacherSpec(**given["teacher"]), **given["job"])
 
 
 __all__ = [
     "LD3Config", "TeacherSpec", "JobConfig", "Option", "OPTIONS", "job_config", "LATENT_RECIPE", "LOSSES", "MODES",
-    "SELECT_ON", "HEURISTIC_NAMES",
+    "SELECT_ON", "HEURISTIC_NAMES", "Consumer", "CONSUMERS", "TARGETS", "target_constraints",
 ]

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .config import JobConfig
+from .config import CONSUMERS, JobConfig
+from .consumers import form, is_exact, runs, snap_timesteps
 from .denoisers import ConditionalDenoiser, Denoiser, conditioned
 from .guard import Verdict, mean_sem, verdict
 from .heuristics import heuristic
@@ -52,6 +53,8 @@ class JobResult:
     timings: dict[str, float]
     config: dict[str, Any]
     message: str
+    # Each consumer's form of the served schedule (config.CONSUMERS): exact, or its test loss and paired cost.
+    consumers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable report (times as lists of floats)."""
@@ -60,6 +63,7 @@ class JobResult:
             "t_steps": self.t_steps.tolist(), "t_model": self.t_model.tolist(),
             "learned_t_steps": self.learned_t_steps.tolist(), "learned_t_model": self.learned_t_model.tolist(),
             "test": self.test, "guard": self.guard, "val": self.val, "timings": self.timings, "config": self.config,
+            "consumers": self.consumers,
             "train": {"iterations": self.train.iterations, "restores": self.train.restores,
                       "start": self.train.start, "history": self.train.history},
         }
@@ -131,13 +135,14 @@ def job_pairs(
 def held_out_test(
     denoiser: Denoiser | ConditionalDenoiser, cfg: JobConfig, cands: dict[str, Tensor], learned: tuple[Tensor, Tensor],
     pairs: Pairs, loss_fn: LossFn, *, features: Features | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None, per_sample: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, dict[str, float]], str, Verdict]:
     """Every heuristic (``cands``) and the learned (t_steps, t_model) on the test ``pairs``: their
     test losses (mean, sem; "ld3_minus_best": the paired difference), the best heuristic's name,
-    and the guard's verdict (``ld3core.guard``) against it."""
+    and the guard's verdict (``ld3core.guard``) against it. ``per_sample``, if given, receives
+    every schedule's per-sample losses."""
     todo = [(h, t, None) for h, t in cands.items()] + [("ld3", *learned)]
-    per: dict[str, Tensor] = {}
+    per: dict[str, Tensor] = {} if per_sample is None else per_sample
     feats: dict[str, Tensor | None] = {}
     for i, (name, t, tc) in enumerate(todo):
         if on_progress:
@@ -152,6 +157,33 @@ def held_out_test(
     v = verdict(per["ld3"], per[best_h], cfg.guard_z, features=trio, seed=cfg.ld3.seed)
     test["ld3_minus_best"] = v.loss
     return test, best_h, v
+
+
+def consumer_costs(
+    denoiser: Denoiser | ConditionalDenoiser, cfg: JobConfig, served: tuple[Tensor, Tensor], served_losses: Tensor,
+    pairs: Pairs, loss_fn: LossFn,
+) -> dict[str, dict[str, Any]]:
+    """What each consumer (``config.CONSUMERS``) gets of the served (t_steps, t_model): whether it
+    runs the job's solver, whether its form (``consumers.form``) is the schedule itself, and where
+    it is not, that form's loss on the test ``pairs`` ("test") and its paired difference to the
+    certified schedule's ``served_losses`` ("cost", > 0: worse). Equal forms are measured once."""
+    t, tc = served
+    out: dict[str, dict[str, Any]] = {}
+    measured: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for name in CONSUMERS:
+        if not runs(name, cfg.ld3.solver):
+            out[name] = {"runs": False, "exact": False}
+            continue
+        f = form(name, denoiser.schedule, t, tc, cfg.ld3.final)
+        if is_exact(f, t, tc, cfg.ld3.final):
+            out[name] = {"runs": True, "exact": True}
+            continue
+        key = (tuple(f.t_steps.tolist()), tuple(f.t_model.tolist()), f.final)
+        if key not in measured:
+            per = per_sample_losses(denoiser, cfg.ld3.solver, f.t_steps, f.t_model, pairs, loss_fn, cfg.batch_size, f.final)
+            measured[key] = {"test": mean_sem(per), "cost": mean_sem(per - served_losses.to(per))}
+        out[name] = {"runs": True, "exact": False, "final": f.final, **measured[key]}
+    return out
 
 
 def run_job(
@@ -185,14 +217,16 @@ def run_job(
 
     # Starts: every heuristic scored on the validation pairs, the best ``starts`` kept.
     t0 = _clock(device)
-    cands = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
+    raw = {h: heuristic(h, sch, n).to(device) for h in cfg.heuristics}
+    # What the target runs of each (integer VP timesteps for stock diffusers); training starts from the raw times.
+    cands = {h: snap_timesteps(t, sch) if CONSUMERS[ld3.target].integer_timesteps else t for h, t in raw.items()}
     val_h = {h: float(per_sample_losses(denoiser, ld3.solver, t, None, splits["val"], loss_fn, cfg.batch_size, ld3.final).mean())
              for h, t in cands.items()}
     ranked = sorted(cands, key=lambda h: val_h[h] if math.isfinite(val_h[h]) else math.inf)
     chosen = ranked[: cfg.starts] if cfg.init == "best" else [cfg.init]
     timings["init_s"] = _clock(device) - t0
 
-    tr = train(denoiser, splits["train"], splits["val"], torch.stack([cands[h] for h in chosen]), ld3, loss_fn,
+    tr = train(denoiser, splits["train"], splits["val"], torch.stack([raw[h] for h in chosen]), ld3, loss_fn,
                on_progress=on_progress, on_checkpoint=on_checkpoint, should_stop=should_stop, resume=resume)
     timings.update(tr.timings)
     if tr.stopped:
@@ -200,9 +234,9 @@ def run_job(
 
     # Held-out test and the guard: the learned schedule against every heuristic on pairs nobody selected on.
     t0 = _clock(device)
+    per: dict[str, Tensor] = {}
     test, best_h, v = held_out_test(denoiser, cfg, cands, (tr.t_steps.to(device), tr.t_model.to(device)), splits["test"],
-                                    loss_fn, features=features, on_progress=on_progress)
-    timings["evaluation_s"] = _clock(device) - t0
+                                    loss_fn, features=features, on_progress=on_progress, per_sample=per)
     figures = f"{test['ld3']['mean']:.5g} vs {test[best_h]['mean']:.5g}; {v.reason}"
     if v.serve_ld3:
         source, t_out, tc_out = "ld3", tr.t_steps, tr.t_model
@@ -210,10 +244,13 @@ def run_job(
     else:
         source, t_out, tc_out = best_h, cands[best_h].cpu(), cands[best_h].cpu()
         msg = f"LD3 did not beat the best heuristic ({best_h}): {figures}; returning the heuristic"
+    consumers = consumer_costs(denoiser, cfg, (t_out.to(device), tc_out.to(device)), per[source],
+                               splits["test"], loss_fn)
+    timings["evaluation_s"] = _clock(device) - t0
     return JobResult(
         t_steps=t_out, t_model=tc_out, source=source, learned_t_steps=tr.t_steps, learned_t_model=tr.t_model,
         test=test, guard=v.to_dict(), val={**val_h, "ld3_hard": tr.val_hard, "ld3_soft": tr.val_soft},
-        best_heuristic=best_h, train=tr, timings=timings, config=cfg.to_dict(), message=msg,
+        best_heuristic=best_h, train=tr, timings=timings, config=cfg.to_dict(), message=msg, consumers=consumers,
     )
 
 

@@ -35,7 +35,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .config import LD3Config
+from .config import CONSUMERS, LD3Config
+from .consumers import snap_timesteps
 from .denoisers import ConditionalDenoiser, Denoiser, Rematerialized, conditioned, is_conditional
 from .optim import clip_rows, finite_rows, project_ball, rmsprop_state, rmsprop_step, sgd_step
 from .parameterization import model_times, project_xic, times_from_xi, xi_from_times
@@ -123,6 +124,8 @@ class _Run:
     # Times of every start.
     def times(self, xi: Tensor, xic: Tensor) -> tuple[Tensor, Tensor]:
         t = times_from_xi(xi, self.sch, self.cfg.mode)
+        if CONSUMERS[self.cfg.target].integer_timesteps:
+            t = snap_timesteps(t, self.sch)  # what the target runs; straight-through gradients
         tc = model_times(t, xic, self.sch, self.cfg.mode) if self.cfg.decoupled else t
         return t, tc
 

@@ -24,6 +24,11 @@ Formats:
   ``1e-05`` would become 1 and -5), 9 significant digits (float32 round trip).
 
 Every payload names ``final``; where the consumer's last step differs from it, a caveat says so.
+Every payload also says whether it is ``exact`` for its consumer (``FORMAT_CONSUMER``:
+raw is ours, which runs anything stored), and where it is not, the first caveat gives the
+approximation's cost the job measured (``quality.consumers``, ``ld3core.optimize.consumer_costs``:
+the test loss of the form that consumer runs next to the certified one). Versions from before
+that measure say "not measured".
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ from typing import Any
 
 from .solvers import EVALS_PER_STEP, FINALS
 
+# The consumer (ld3core.config.CONSUMERS) each format is for.
+FORMAT_CONSUMER = {"raw": "ld3", "diffusers": "diffusers", "k-diffusion": "k-diffusion", "comfyui": "comfyui"}
+
 FORMATS = ("raw", "diffusers", "k-diffusion", "comfyui")
 FIELDS = ("model_key", "solver", "nfe", "guidance", "version", "t_steps", "t_model", "time_space",
-          "sigmas", "model_timesteps", "schedule_config", "source", "final")
+          "sigmas", "model_timesteps", "schedule_config", "source", "final", "consumers")
 REQUIRED = ("solver", "nfe", "t_steps", "t_model", "sigmas", "model_timesteps")
 CONTINUOUS_VP = ("vp_linear", "vp_cosine")
 # Tolerance on "t_model equals t_steps" (times are float64 in ld3core, JSON round-trips exactly).
@@ -55,7 +63,28 @@ def export(version: Any, fmt: str) -> dict[str, Any]:
         raise ValueError(f"format: unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     v = _read(version)
     payload, caveats = _EXPORTERS[fmt](v)
-    return {"format": fmt, "version": v["version"], "payload": payload, "caveats": caveats}
+    exact, cost = _delivery(v, FORMAT_CONSUMER[fmt])
+    payload["exact"] = exact
+    return {"format": fmt, "version": v["version"], "payload": payload, "caveats": ([] if exact else [cost]) + caveats}
+
+
+def _delivery(v: Mapping[str, Any], consumer: str) -> tuple[bool, str]:
+    """Whether ``consumer`` runs the version exactly as certified, and if not, the cost as measured."""
+    if consumer == "ld3":
+        return True, ""
+    measured = (v.get("consumers") or {}).get(consumer)
+    if measured is None:
+        return False, (f"not exact for {consumer}, cost not measured (a version from before the job measured each "
+                       "consumer's form); see the caveats below")
+    if measured["exact"]:
+        return True, ""
+    if not measured["runs"]:
+        return False, f"not exact: {consumer} does not run {v['solver']} as ld3 learned it"
+    cert, test, cost = v.get("certified"), measured["test"]["mean"], measured["cost"]
+    figures = f"test loss {test:.5g}" + (f" vs {cert:.5g} certified" if cert is not None else "")
+    return False, (f"not exact for {consumer}: the form it runs (no decoupled times, its own last step, rounded "
+                   f"timesteps where it rounds) was measured by the job: {figures}, a paired cost of "
+                   f"{cost['mean']:+.3g} ± {cost['sem']:.2g} (sem; > 0 is worse)")
 
 
 def schedule_family(v: Mapping[str, Any]) -> str:
@@ -111,6 +140,10 @@ def _read(version: Any) -> dict[str, Any]:
             raise ValueError(f"{k}: must be positive, finite and strictly decreasing, got {xs}")
     evals_per_step(v)  # a known solver
     v["final"] = final_rule(v["final"], get("config", None))
+    quality = get("quality", None) or {}
+    v["consumers"] = v.get("consumers") or (quality.get("consumers") if isinstance(quality, Mapping) else None)
+    served = (quality.get("learned") if quality.get("source") == "ld3" else quality.get("best_heuristic")) if isinstance(quality, Mapping) else None
+    v["certified"] = served.get("mean") if isinstance(served, Mapping) else None  # the served schedule's test loss
     v["family"] = schedule_family(v)
     _check_sigma_convention(v)
     return v

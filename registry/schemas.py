@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ld3core.config import OPTIONS, SELECT_ON, Option
+from ld3core.config import CONSUMERS, FINALS, OPTIONS, SELECT_ON, TARGETS, Option, target_constraints
 
 from . import noise_schedules, solvers
 from .catalog import (
@@ -84,6 +84,8 @@ NAMED_OPTIONS: dict[str, Any] = {
     "loss": Literal[LOSSES],
     "mode": Literal[MODES],
     "select_on": Literal[SELECT_ON],
+    "final": Literal[FINALS],
+    "target": Literal[TARGETS],
     "teacher_solver": KnownSolver,
     "teacher_heuristic": KnownHeuristic,
     "heuristics": list[KnownHeuristic],
@@ -199,9 +201,23 @@ class JobOptionRules(BaseModel):
             raise ValueError("class_labels and prompts: give one or the other, a model has one kind of conditioning")
         return self
 
+    @model_validator(mode="after")
+    def _target(self) -> "JobOptionRules":
+        target = getattr(self, "target", None) or "ld3"
+        for name, value in target_constraints(target).items():
+            given = getattr(self, name, None)
+            if name in self.model_fields_set and given != value:
+                raise ValueError(f"{name}={given!r} conflicts with target {target!r}, which needs {value!r}: {CONSUMERS[target].how}")
+        return self
+
     def ld3_options(self) -> dict[str, Any]:
-        """The LD3 options, as ``ld3core.config.job_config`` takes them (None: the model's recipe)."""
-        return {name: getattr(self, name) for name in OPTIONS}
+        """The LD3 options, as ``ld3core.config.job_config`` takes them (None: the model's recipe);
+        a field the job's ``target`` fixes (``target_constraints``) has the target's value unless given."""
+        out = {name: getattr(self, name) for name in OPTIONS}
+        for name, value in target_constraints(out.get("target") or "ld3").items():
+            if name not in self.model_fields_set:
+                out[name] = value
+        return out
 
 
 JobOptions = create_model(
@@ -228,6 +244,15 @@ class JobCreate(BaseModel):
     def _nfe(cls, v: int, info: ValidationInfo) -> int:
         solver = info.data.get("solver")
         return v if solver is None else solvers.check_nfe(solver, v)
+
+    @model_validator(mode="after")
+    def _target_runs_the_solver(self) -> "JobCreate":
+        target = getattr(self.options, "target", None) or "ld3"
+        runs = CONSUMERS[target].solvers
+        if runs is not None and self.solver not in runs:
+            raise ValueError(f"options.target: {target} runs {', '.join(runs)} as learned here, not {self.solver}; "
+                             f"target 'ld3' runs every solver ({CONSUMERS['ld3'].how})")
+        return self
 
 
 class JobProgress(BaseModel):

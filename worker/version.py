@@ -55,6 +55,8 @@ def quality(res: JobResult, loss: str) -> dict[str, Any]:
         "learned": res.test["ld3"], "best_heuristic": {"name": best, **res.test[best]},
         "learned_minus_best": res.test["ld3_minus_best"], "guard": res.guard,
         "heuristics": {k: v for k, v in res.test.items() if k not in ("ld3", "ld3_minus_best")},
+        # What each consumer gets of the served schedule (ld3core.config.CONSUMERS): exact, or its measured cost.
+        "consumers": res.consumers, "exact_for": [c for c, r in res.consumers.items() if r["exact"]],
     }
 
 

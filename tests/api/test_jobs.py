@@ -213,3 +213,21 @@ def test_option_values_the_worker_would_refuse_are_a_422_naming_the_option(clien
         r = client.post("/jobs", content=body, headers={**ADMIN, "Content-Type": "application/json"})
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "options"], (raw, r.text)
     assert queue.ids == []
+
+
+def test_a_target_that_cannot_run_the_job_is_a_422_naming_the_option(client, queue):
+    """``target``: a stock consumer's limits conflict with an explicit option, or it runs another solver."""
+    r = client.post("/jobs", json={**JOB, "solver": "dpmpp_2m", "options": {"target": "diffusers", "decoupled": True}},
+                    headers=ADMIN)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert "decoupled=True conflicts with target 'diffusers', which needs False" in err["msg"], err
+    r = client.post("/jobs", json={**JOB, "solver": "unipc", "options": {"target": "comfyui"}}, headers=ADMIN)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert "options.target: comfyui runs euler, heun, dpmpp_2m as learned here, not unipc" in err["msg"], err
+    r = client.post("/jobs", json={**JOB, "options": {"target": "automatic1111"}}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "options", "target"], r.text
+    assert queue.ids == []
+    r = client.post("/jobs", json={**JOB, "solver": "dpmpp_2m", "options": {"target": "diffusers"}}, headers=ADMIN)
+    assert r.status_code in (200, 201, 202), r.text

@@ -266,3 +266,26 @@ def test_a_version_built_the_way_the_worker_builds_it_round_trips():
     dpm = DPMSolverMultistepScheduler(num_train_timesteps=N_TRAIN, beta_schedule="linear")
     dpm.set_timesteps(timesteps=payload["timesteps"])
     assert dpm.timesteps.tolist() == [999, 601, 250, 80]
+
+
+def test_every_export_says_whether_it_is_exact_and_else_the_measured_cost():
+    measured = {"ld3": {"runs": True, "exact": True}, "diffusers": {"runs": True, "exact": True},
+                "k-diffusion": {"runs": True, "exact": False, "final": "zero", "test": {"mean": 0.0123, "sem": 0.001},
+                                "cost": {"mean": 0.0021, "sem": 0.0004}},
+                "comfyui": {"runs": False, "exact": False}}
+    v = {**vp_version([999, 700, 400, 100, 0]),
+         "quality": {"source": "ld3", "learned": {"mean": 0.0102, "sem": 0.001}, "consumers": measured}}
+    assert export(v, "raw")["payload"]["exact"] and export(v, "raw")["payload"]["consumers"] == measured
+    assert export(v, "diffusers")["payload"]["exact"]
+    kd = export(v, "k-diffusion")
+    assert not kd["payload"]["exact"]
+    assert kd["caveats"][0].startswith("not exact for k-diffusion") and "test loss 0.0123 vs 0.0102 certified" in kd["caveats"][0]
+    assert "+0.0021" in kd["caveats"][0]
+    comfy = export(v, "comfyui")
+    assert not comfy["payload"]["exact"] and "comfyui does not run dpmpp_2m" in comfy["caveats"][0]
+    # The raw payload carries the measures, so a re-export says the same.
+    assert export(export(v, "raw")["payload"], "k-diffusion")["caveats"][0] == kd["caveats"][0].replace(
+        " vs 0.0102 certified", "")
+    legacy = vp_version([999, 700, 400, 100, 0])
+    assert not export(legacy, "diffusers")["payload"]["exact"]
+    assert "cost not measured" in export(legacy, "diffusers")["caveats"][0]
