@@ -47,8 +47,8 @@ class Consumer:
 CONSUMERS: dict[str, Consumer] = {c.name: c for c in (
     Consumer("ld3", True, None, False, None,
              "ld3core, client.diffusers_scheduler.LD3Scheduler or client.k_diffusion: the stored schedule as it is"),
-    Consumer("diffusers", False, "zero", True, ("euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_bh1_2", "unipc_bh1_3",
-                                                "unipc_bh2_2", "unipc_bh2_3"),
+    # UniPC is left out: diffusers' UniPCMultistepScheduler takes custom steps only as flow sigmas.
+    Consumer("diffusers", False, "zero", True, ("euler", "heun", "dpmpp_2m", "dpmpp_3m"),
              "a stock diffusers scheduler through client.apply_schedule: the network's time follows the step "
              "(no decoupled times), VP-discrete timesteps are integers, the last step lands on sigma = 0"),
     Consumer("k-diffusion", False, "zero", False, ("euler", "heun", "dpmpp_2m"),
