@@ -11,6 +11,8 @@ that put a served schedule to use without a server.
   ``scheduler_solvers``;
 - ``export`` (``registry.exports``, the server's own code): a stored version in the raw,
   diffusers, k-diffusion or ComfyUI form, offline.
+- imported on demand (torch, diffusers): ``client.stored_run`` (a version as ld3core runs it) and
+  ``client.diffusers_scheduler.LD3Scheduler`` (a diffusers scheduler that runs it exactly).
 
 Imports no torch, diffusers, FastAPI, SQLAlchemy or Celery (``tests/test_layering.py``).
 """

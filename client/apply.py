@@ -21,6 +21,12 @@ pipeline calls ``set_timesteps(num_inference_steps)`` itself on every call, so f
 the scheduler is also *pinned*: later calls with ``num_inference_steps`` None or N get the
 schedule, any other step count is refused.
 
+A stock scheduler runs its own copy of the solver on what it can take of the schedule: the
+export's ``caveats`` state what is lost (network times rounded to integers, decoupled times
+dropped, another final step). ``client.diffusers_scheduler.LD3Scheduler`` runs the stored version
+itself, through ld3core's solver, exactly (float32 rounding) in NFE network calls: use it where
+the pipeline's scheduler may be replaced, and this module where a stock one must stay.
+
 Nothing heavy is imported here: schedulers are duck-typed (their ``set_timesteps`` signature and
 ``config``); torch is imported only for ``EDMEulerScheduler``, which wants a tensor, numpy only
 for flow schedulers, which do array arithmetic on the sigmas.
