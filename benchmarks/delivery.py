@@ -160,6 +160,72 @@ def ld3_diffusers(loaded, record, x_T):
     return _diffusers_loop(loaded, LD3Scheduler.from_version(record, prediction), x_T)
 
 
+def ld3_k_diffusion(loaded, record, x_T):
+    from client.k_diffusion import LD3Denoiser, LD3Sampler, k_scale
+
+    sampler = LD3Sampler(record)
+    model = LD3Denoiser(loaded.net, sampler.run, loaded.prediction, model_time=loaded.model_time)
+    sch, t = sampler.run.schedule, sampler.run.t_steps.to(x_T.device)
+    x = sampler(model, x_T / k_scale(sch, t[0]).to(x_T), sampler.sigmas.to(x_T.device), disable=True)
+    return x if sampler.run.final == "zero" else x * k_scale(sch, t[-1]).to(x)
+
+
+K_SAMPLERS = {"euler": "sample_euler", "heun": "sample_heun", "dpmpp_2m": "sample_dpmpp_2m"}
+
+
+def _kd(name: str):
+    """k-diffusion's submodule without its package ``__init__`` (tests/client/k_diffusion_support.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "client"))
+    from k_diffusion_support import kd
+
+    return kd(name)
+
+
+class _FlowDenoiser:
+    """A flow-velocity network as a k-diffusion denoiser, the way ComfyUI samples flow models
+    (model sampling CONST): x0 = x - sigma v(x, sigma x 1000), x and sigma as they are."""
+
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def __call__(self, x, sigma, **kwargs):
+        s = sigma.reshape(-1, *[1] * (x.ndim - 1)).to(x)
+        return x - s * self.net(x, (sigma * 1000).to(x.dtype))
+
+
+def _k_stock(loaded, record, x_T, sigmas, quantize: bool):
+    """k-diffusion's own sampler of the record's solver on ``sigmas`` with a stock model wrapper."""
+    import torch
+
+    if record["solver"] not in K_SAMPLERS:
+        raise NotApplicable(f"no k-diffusion sampler runs {record['solver']} (k-diffusion 0.1.1 has sample_euler, "
+                            "sample_heun, sample_dpmpp_2m of ours)")
+    sch = loaded.schedule
+    sigmas = torch.tensor(sigmas, dtype=torch.float32, device=x_T.device)
+    if sch.name == "flow":
+        model, x = _FlowDenoiser(loaded.net), x_T
+    elif sch.name == "vp_discrete" and loaded.prediction == "eps":
+        ac = sch.alphas_cumprod.to(x_T.device, torch.float32)
+        model = _kd("external").DiscreteEpsDDPMDenoiser(lambda x, t, **kw: loaded.net(x, t), ac, quantize=quantize)
+        x = x_T / sch.alpha(record["t_steps"][0]).to(x_T)  # the VE state at sigmas[0]: x_t / alpha_t
+    else:
+        raise NotApplicable(f"no stock k-diffusion wrapper for a {sch.name} {loaded.prediction} model here")
+    return getattr(_kd("sampling"), K_SAMPLERS[record["solver"]])(model, x, sigmas, disable=True)
+
+
+def k_diffusion(loaded, record, x_T):
+    from registry.exports import export
+
+    return _k_stock(loaded, record, x_T, export(record, "k-diffusion")["payload"]["sigmas"], quantize=False)
+
+
+def comfyui(loaded, record, x_T):
+    from registry.exports import export
+
+    sigmas = manual_sigmas(export(record, "comfyui")["payload"]["sigmas_text"])
+    return _k_stock(loaded, record, x_T, sigmas, quantize=True)  # ComfyUI: the nearest training timestep
+
+
 def _scheduler_config(loaded) -> str:
     root = REPO / "models" / loaded.spec.location
     return "scheduler/scheduler_config.json" if (root / "scheduler").is_dir() else "scheduler_config.json"
@@ -174,7 +240,9 @@ def manual_sigmas(text: str) -> list[float]:
     return [float(s) for s in re.findall(r"[-+]?(?:\d*\.*\d+)", text)]
 
 
-PATH_FUNCS: dict[str, Callable[..., Any]] = {"certified": certified, "ld3 diffusers": ld3_diffusers, "stock diffusers": stock_diffusers}
+PATH_FUNCS: dict[str, Callable[..., Any]] = {"certified": certified, "ld3 diffusers": ld3_diffusers,
+                                              "ld3 k-diffusion": ld3_k_diffusion, "stock diffusers": stock_diffusers,
+                                              "k-diffusion": k_diffusion, "comfyui": comfyui}
 
 
 def run_cell(name: str, solver: str, nfe: int, device: str) -> dict[str, Any]:

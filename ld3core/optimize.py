@@ -161,12 +161,14 @@ def held_out_test(
 
 def consumer_costs(
     denoiser: Denoiser | ConditionalDenoiser, cfg: JobConfig, served: tuple[Tensor, Tensor], served_losses: Tensor,
-    pairs: Pairs, loss_fn: LossFn,
+    pairs: Pairs, loss_fn: LossFn, best_losses: Tensor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """What each consumer (``config.CONSUMERS``) gets of the served (t_steps, t_model): whether it
     runs the job's solver, whether its form (``consumers.form``) is the schedule itself, and where
-    it is not, that form's loss on the test ``pairs`` ("test") and its paired difference to the
-    certified schedule's ``served_losses`` ("cost", > 0: worse). Equal forms are measured once."""
+    it is not, that form's loss on the test ``pairs`` ("test"), its paired difference to the
+    certified schedule's ``served_losses`` ("cost", > 0: worse) and, given the best heuristic's
+    ``best_losses``, to that ("minus_best", > 0: the consumer would do better with the heuristic).
+    Equal forms are measured once."""
     t, tc = served
     out: dict[str, dict[str, Any]] = {}
     measured: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -182,6 +184,8 @@ def consumer_costs(
         if key not in measured:
             per = per_sample_losses(denoiser, cfg.ld3.solver, f.t_steps, f.t_model, pairs, loss_fn, cfg.batch_size, f.final)
             measured[key] = {"test": mean_sem(per), "cost": mean_sem(per - served_losses.to(per))}
+            if best_losses is not None:
+                measured[key]["minus_best"] = mean_sem(per - best_losses.to(per))
         out[name] = {"runs": True, "exact": False, "final": f.final, **measured[key]}
     return out
 
@@ -245,7 +249,7 @@ def run_job(
         source, t_out, tc_out = best_h, cands[best_h].cpu(), cands[best_h].cpu()
         msg = f"LD3 did not beat the best heuristic ({best_h}): {figures}; returning the heuristic"
     consumers = consumer_costs(denoiser, cfg, (t_out.to(device), tc_out.to(device)), per[source],
-                               splits["test"], loss_fn)
+                               splits["test"], loss_fn, best_losses=per[best_h])
     timings["evaluation_s"] = _clock(device) - t0
     return JobResult(
         t_steps=t_out, t_model=tc_out, source=source, learned_t_steps=tr.t_steps, learned_t_model=tr.t_model,

@@ -82,9 +82,15 @@ def _delivery(v: Mapping[str, Any], consumer: str) -> tuple[bool, str]:
         return False, f"not exact: {consumer} does not run {v['solver']} as ld3 learned it"
     cert, test, cost = v.get("certified"), measured["test"]["mean"], measured["cost"]
     figures = f"test loss {test:.5g}" + (f" vs {cert:.5g} certified" if cert is not None else "")
-    return False, (f"not exact for {consumer}: the form it runs (no decoupled times, its own last step, rounded "
-                   f"timesteps where it rounds) was measured by the job: {figures}, a paired cost of "
-                   f"{cost['mean']:+.3g} ± {cost['sem']:.2g} (sem; > 0 is worse)")
+    text = (f"not exact for {consumer}: the form it runs (no decoupled times, its own last step, rounded "
+            f"timesteps where it rounds) was measured by the job: {figures}, a paired cost of "
+            f"{cost['mean']:+.3g} ± {cost['sem']:.2g} (sem; > 0 is worse)")
+    worse = measured.get("minus_best")
+    if worse is not None and worse["mean"] > 0:
+        text += (f"; WORSE than the best heuristic ({v['best_heuristic'] or 'heuristic'}) in that form by "
+                 f"{worse['mean']:+.3g} ± {worse['sem']:.2g}: learn for this consumer (job option target={consumer!r}) "
+                 "or use the heuristic")
+    return False, text
 
 
 def schedule_family(v: Mapping[str, Any]) -> str:
@@ -144,6 +150,8 @@ def _read(version: Any) -> dict[str, Any]:
     v["consumers"] = v.get("consumers") or (quality.get("consumers") if isinstance(quality, Mapping) else None)
     served = (quality.get("learned") if quality.get("source") == "ld3" else quality.get("best_heuristic")) if isinstance(quality, Mapping) else None
     v["certified"] = served.get("mean") if isinstance(served, Mapping) else None  # the served schedule's test loss
+    best = quality.get("best_heuristic") if isinstance(quality, Mapping) else None
+    v["best_heuristic"] = best.get("name") if isinstance(best, Mapping) else None
     v["family"] = schedule_family(v)
     _check_sigma_convention(v)
     return v

@@ -97,6 +97,8 @@ def test_the_job_measures_each_consumers_form_against_the_served_schedule():
         per = per_sample_losses(m.denoiser, "dpmpp_2m", f.t_steps, f.t_model, pairs, l2, cfg.batch_size, f.final)
         assert got["test"]["mean"] == pytest.approx(float(per.mean()), rel=1e-9)
         assert got["cost"]["mean"] == pytest.approx(float(per.mean()) - served["mean"], rel=1e-6, abs=1e-12)
+        best = res.test[res.best_heuristic]["mean"]
+        assert got["minus_best"]["mean"] == pytest.approx(float(per.mean()) - best, rel=1e-6, abs=1e-12)
     assert res.consumers["k-diffusion"] == res.consumers["comfyui"]  # the same form, measured once
     assert set(res.consumers) == set(CONSUMERS)
 

@@ -289,3 +289,16 @@ def test_every_export_says_whether_it_is_exact_and_else_the_measured_cost():
     legacy = vp_version([999, 700, 400, 100, 0])
     assert not export(legacy, "diffusers")["payload"]["exact"]
     assert "cost not measured" in export(legacy, "diffusers")["caveats"][0]
+
+
+def test_a_consumer_form_worse_than_the_best_heuristic_is_said_so():
+    form = {"runs": True, "exact": False, "final": "zero", "test": {"mean": 0.05, "sem": 0.002},
+            "cost": {"mean": 0.01, "sem": 0.001}, "minus_best": {"mean": 0.004, "sem": 0.001}}
+    v = {**vp_version([999, 700, 400, 100, 0]),
+         "quality": {"source": "ld3", "learned": {"mean": 0.04, "sem": 0.001},
+                     "best_heuristic": {"name": "time_uniform", "mean": 0.046, "sem": 0.002},
+                     "consumers": {"k-diffusion": form}}}
+    first = export(v, "k-diffusion")["caveats"][0]
+    assert "WORSE than the best heuristic (time_uniform) in that form by +0.004" in first and "target='k-diffusion'" in first
+    better = {**form, "minus_best": {"mean": -0.002, "sem": 0.001}}
+    assert "WORSE" not in export({**v, "quality": {**v["quality"], "consumers": {"k-diffusion": better}}}, "k-diffusion")["caveats"][0]
