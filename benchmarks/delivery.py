@@ -116,9 +116,12 @@ def _diffusers_loop(loaded, scheduler, x_T):
     """diffusers' sampling loop (as DDPMPipeline / the SD pipelines run it) with ``loaded.net``."""
     import torch
 
-    x = x_T / loaded.schedule.sigma_T * scheduler.init_noise_sigma  # unit noise, scaled as a pipeline does
+    # Unit noise, scaled as a pipeline does (flow-matching schedulers have no init_noise_sigma and no
+    # scale_model_input: SD3-style pipelines start from unit noise and feed the latents as they are).
+    x = x_T / loaded.schedule.sigma_T * getattr(scheduler, "init_noise_sigma", 1.0)
+    scale = getattr(scheduler, "scale_model_input", lambda sample, t: sample)
     for t in scheduler.timesteps:
-        model_in = scheduler.scale_model_input(x, t)
+        model_in = scale(x, t)
         pred = loaded.net(model_in, torch.as_tensor(t, dtype=torch.float32, device=x.device).expand(x.shape[0]))
         x = scheduler.step(pred, t, x).prev_sample
     return x
@@ -284,7 +287,25 @@ def score_paths(name: str, solver: str, nfe: int, record: dict[str, Any], job_s:
         elif ref is not None:
             row["max_diff"] = float((x0.double() - ref.double()).abs().max())
         out["paths"][path] = row
+    out["best_heuristic"] = _best_heuristic(loaded, record, x_T, teacher)
     return out
+
+
+def _best_heuristic(loaded, record, x_T, teacher) -> dict[str, Any]:
+    """The job's best heuristic (on its test pairs) on the same held-out noise, under the record's final rule."""
+    import torch
+
+    from ld3core.heuristics import heuristic
+    from ld3core.solvers import get_solver
+
+    name = record["quality"]["best_heuristic"]["name"]
+    spec = get_solver(record["solver"])
+    t = heuristic(name, loaded.schedule, spec.steps_for_nfe(record["nfe"])).to(x_T.device)
+    with torch.no_grad():
+        x0 = spec.ending(record["config"]["ld3"]["final"])(loaded.denoiser, x_T.clone(), t)
+    images = (loaded.decode(x0) if loaded.latent else x0).clamp(-1, 1).cpu()
+    s = _CACHE["scorer"].score(images, teacher)
+    return {"name": name, "lpips": s["lpips_teacher"], "fd": s["fd_digits"]}
 
 
 def report(rows: list[dict[str, Any]]) -> str:
@@ -293,7 +314,8 @@ def report(rows: list[dict[str, Any]]) -> str:
              "max|d|: largest difference from the certified samples (ld3core's space). 'job: cost' is the job's own "
              "measure of that consumer's form (quality.consumers, paired test-loss difference to the certified one; "
              "'exact' where the form is the schedule itself).", "",
-             "| model | solver | NFE | served | " + " | ".join(PATHS) + " |", "|---|---|---|---|" + "---|" * len(PATHS)]
+             "| model | solver | NFE | served | best heur. | " + " | ".join(PATHS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(PATHS)]
     consumer_of = {"stock diffusers": "diffusers", "k-diffusion": "k-diffusion", "comfyui": "comfyui"}
     for r in rows:
         cells = []
@@ -304,14 +326,53 @@ def report(rows: list[dict[str, Any]]) -> str:
                 cells.append(f"n/a: {p['error'][:90]}")
                 continue
             cell = f"{p['lpips']:.4f} / {p['fd']:.1f}"
+            cert = r["paths"].get("certified", {})
+            if path != "certified" and "lpips" in cert:
+                cell += f" ({p['lpips'] - cert['lpips']:+.4f})"
             if "max_diff" in p:
                 cell += f", max\\|d\\| {p['max_diff']:.1e}"
             c = consumers.get(consumer_of.get(path, ""), None)
             if c is not None:
                 cell += "; job: exact" if c["exact"] else (f"; job: cost {c['cost']['mean']:+.4f}" if c.get("runs") else "")
             cells.append(cell)
-        lines.append(f"| {r['model']} | {r['solver']} | {r['nfe']} | {r['record']['source']} | " + " | ".join(cells) + " |")
+        b = r.get("best_heuristic")
+        best = f"{b['name']}: {b['lpips']:.4f} / {b['fd']:.1f}" if b else "-"
+        lines.append(f"| {r['model']} | {r['solver']} | {r['nfe']} | {r['record']['source']} | {best} | " + " | ".join(cells) + " |")
+    lines += ["", *summary(rows)]
     return "\n".join(lines) + "\n"
+
+
+EXACT_TOL = 1e-4  # float32 rounding through a few steps of a 16x16 network
+
+
+def summary(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, counted: our paths exact; each stock path against the cost the job
+    stated for its form; stock paths worse than the best heuristic, and whether the export says so."""
+    from registry.exports import export
+
+    out = ["Targets:", ""]
+    for path in ("ld3 diffusers", "ld3 k-diffusion"):
+        ran = [r["paths"][path] for r in rows if "max_diff" in r["paths"].get(path, {})]
+        worst = max((p["max_diff"] for p in ran), default=float("nan"))
+        out.append(f"- {path}: {sum(p['max_diff'] <= EXACT_TOL for p in ran)}/{len(ran)} cells within {EXACT_TOL:g} of the "
+                   f"certified samples (largest difference {worst:.1e})")
+    for path, (consumer, fmt) in {"stock diffusers": ("diffusers", "diffusers"), "k-diffusion": ("k-diffusion", "k-diffusion"),
+                                  "comfyui": ("comfyui", "comfyui")}.items():
+        ran = [r for r in rows if "lpips" in r["paths"].get(path, {}) and "lpips" in r["paths"].get("certified", {})]
+        worse = [r for r in ran if r["paths"][path]["lpips"] > r["best_heuristic"]["lpips"]]
+        said = [r for r in worse if not export(r["record"], fmt)["payload"]["exact"]
+                and "WORSE" in export(r["record"], fmt)["caveats"][0]]
+        exact = [r for r in ran if export(r["record"], fmt)["payload"]["exact"]]
+        gaps = [r["paths"][path]["lpips"] - r["paths"]["certified"]["lpips"] for r in ran]
+        stated = [((r["record"]["quality"]["consumers"] or {}).get(consumer) or {}).get("cost", {}).get("mean", 0.0) for r in ran]
+        out.append(f"- {path}: ran in {len(ran)} cells ({len(exact)} exported as exact); held-out LPIPS minus the certified: "
+                   f"mean {_mean(gaps):+.4f} against the job's stated cost mean {_mean(stated):+.4f} (its own 64 test pairs); "
+                   f"worse than the best heuristic in {len(worse)} cells, {len(said)} of them said so in the export")
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
