@@ -17,6 +17,7 @@ Imports torch (through ld3core); ``import client`` does not import this module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,15 @@ class StoredRun:
 
     @classmethod
     def from_version(cls, version: Any) -> "StoredRun":
-        """Raises ValueError naming the field for a version that cannot be run (missing or
-        inconsistent fields, no ``schedule_config``, an unknown solver or noise schedule)."""
+        """``version``: a version (mapping or row) or its ``raw`` export (``Client.schedule(...)``).
+        Raises ValueError naming the field for a version that cannot be run (another export
+        format, missing or inconsistent fields, no ``schedule_config``, an unknown solver or
+        noise schedule)."""
+        if isinstance(version, Mapping) and "format" in version and "payload" in version:  # an export
+            if version["format"] != "raw":
+                raise ValueError(f"format: a version or its 'raw' export is needed (the exact times), not a "
+                                 f"{version['format']!r} export")
+            version = version["payload"]
         v = export(version, "raw")["payload"]
         if not v.get("schedule_config"):
             raise ValueError("schedule_config: the version does not carry its noise schedule, so it cannot be run exactly")

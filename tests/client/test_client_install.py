@@ -1,6 +1,7 @@
 """The ``[client]`` extra alone, as an inference service installs it: a fresh virtual environment (no system site
 packages) gets the project from this checkout with that extra, the service's own pipeline library and its own torch;
-there the client fetches a schedule from the running service and applies it to a stock diffusers scheduler.
+there the client fetches a schedule from the running service, applies it to a stock diffusers scheduler and runs it
+exactly through ``LD3Scheduler`` and ``LD3Sampler``.
 
 torch 2.13.0 is the inference service's torch, not the worker's (constraints.txt pins 2.14.1); on this machine it is
 a CPU build on disk (/opt/wheels). diffusers and the rest come from the package index. Nothing is cached outside tmp."""
@@ -38,8 +39,35 @@ scheduler = DPMSolverMultistepScheduler(beta_start=1e-4, beta_end=0.02, beta_sch
 scheduler.set_timesteps(5)
 stock = scheduler.timesteps.tolist()
 apply_schedule(scheduler, served)
+
+# The exact integrations on the service's own torch: LD3Scheduler in a diffusers loop and LD3Sampler,
+# on a stand-in network (eps = 0.1 x), from the raw record; both must give ld3core's own result.
+from client.diffusers_scheduler import LD3Scheduler
+from client.k_diffusion import LD3Denoiser, LD3Sampler
+from client.stored_run import StoredRun
+from ld3core.denoisers import NetworkDenoiser
+from ld3core.solvers import run
+
+with Client(url, key) as c:
+    version = c.schedule("ddpm-digits", "dpmpp_2m", 5)
+net = lambda x, t: 0.1 * x
+calls = []
+ours = LD3Scheduler.from_version(version)
+ours.set_timesteps(ours.nfe)
+x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * ours.init_noise_sigma
+x_T = x.clone()
+for t in ours.timesteps:
+    calls.append(float(t))
+    x = ours.step(net(x, t), t, x).prev_sample
+stored = StoredRun.from_version(version)
+reference = run(stored.start(x_T), NetworkDenoiser(net, stored.schedule, "eps"))
+sampler = LD3Sampler(version)
+alpha = stored.schedule.alpha(stored.t_steps).float()  # k-diffusion's x is x_t / alpha_t (the version ends at t_min)
+k_out = sampler(LD3Denoiser(net, sampler.run, "eps"), x_T / alpha[0], sampler.sigmas) * alpha[-1]
 print(json.dumps({"client": client.__file__, "solvers": sorted(ld3core.solvers.SOLVERS),
-                  "served": served["payload"]["timesteps"], "stock": stock, "applied": scheduler.timesteps.tolist()}))
+                  "served": served["payload"]["timesteps"], "stock": stock, "applied": scheduler.timesteps.tolist(),
+                  "calls": len(calls), "scheduler_diff": float((x - reference).abs().max()),
+                  "sampler_diff": float((k_out - reference).abs().max())}))
 """
 
 
@@ -98,3 +126,6 @@ def test_a_fetched_schedule_applies_to_a_stock_diffusers_scheduler(client_python
     assert "dpmpp_2m" in out["solvers"]  # ld3core's solvers import on the client's torch alone
     learned = [round(t) for t in version_data(5, solver="dpmpp_2m").model_timesteps[:-1]]
     assert out["served"] == out["applied"] == learned != out["stock"]
+    # LD3Scheduler and LD3Sampler run there too, on torch 2.13, and compute what ld3core computes.
+    # The sampler works on x / alpha_t (about 160 x at t = 1): float32 rounding there is ~1e-5 of the result.
+    assert out["calls"] == 5 and out["scheduler_diff"] <= 1e-5 and out["sampler_diff"] <= 1e-4, out
