@@ -361,7 +361,7 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         ran = [r for r in rows if "lpips" in r["paths"].get(path, {}) and "lpips" in r["paths"].get("certified", {})]
         worse = [r for r in ran if r["paths"][path]["lpips"] > r["best_heuristic"]["lpips"]]
         said = [r for r in worse if not export(r["record"], fmt)["payload"]["exact"]
-                and "WORSE" in export(r["record"], fmt)["caveats"][0]]
+                and "than the best heuristic" in export(r["record"], fmt)["caveats"][0]]
         exact = [r for r in ran if export(r["record"], fmt)["payload"]["exact"]]
         gaps = [r["paths"][path]["lpips"] - r["paths"]["certified"]["lpips"] for r in ran]
         stated = [((r["record"]["quality"]["consumers"] or {}).get(consumer) or {}).get("cost", {}).get("mean", 0.0) for r in ran]

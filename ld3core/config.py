@@ -38,6 +38,10 @@ class Consumer:
     integer_timesteps: bool  # VP discrete: it rounds the step times to integer training steps
     solvers: tuple[str, ...] | None  # the solvers it runs as ld3core does; None: every one
     how: str
+    # Where its step grid comes from when it cannot take decoupled times: "t_steps" (sigmas of the
+    # step times) or "t_model" (stock diffusers on a VP-discrete model: its export's integer
+    # ``timesteps`` are the network's times, from which the scheduler derives the step sigmas).
+    grid: str = "t_steps"
 
 
 # The one table of consumers: the job option ``target`` names one (LD3 learns under its limits),
@@ -50,7 +54,7 @@ CONSUMERS: dict[str, Consumer] = {c.name: c for c in (
     # UniPC is left out: diffusers' UniPCMultistepScheduler takes custom steps only as flow sigmas.
     Consumer("diffusers", False, "zero", True, ("euler", "heun", "dpmpp_2m", "dpmpp_3m"),
              "a stock diffusers scheduler through client.apply_schedule: the network's time follows the step "
-             "(no decoupled times), VP-discrete timesteps are integers, the last step lands on sigma = 0"),
+             "(no decoupled times), VP-discrete timesteps are integers, the last step lands on sigma = 0", grid="t_model"),
     Consumer("k-diffusion", False, "zero", False, ("euler", "heun", "dpmpp_2m"),
              "k-diffusion's sample_euler / sample_heun / sample_dpmpp_2m on the export's sigmas: the network's "
              "time follows sigma, the last step lands on sigma = 0"),

@@ -3,7 +3,8 @@
 ``form(consumer, schedule, solver, t_steps, t_model, final)`` is the (t_steps, t_model, final)
 that consumer samples with when it is given the schedule: a stock sampler derives the network's
 time from the step (t_model = t_steps), takes its own last step, and a stock diffusers
-scheduler on a VP-discrete model rounds the step times to integer training steps. The job
+scheduler on a VP-discrete model takes the export's integer timesteps, the network's times
+rounded, and derives its steps from them. The job
 measures the test loss of each form beside the certified one (``ld3core.optimize``), so an
 export can say "exact" or what its approximation costs. ``snap_timesteps`` is that rounding,
 with straight-through gradients, for a job that learns under it (``LD3Config.target``).
@@ -44,6 +45,8 @@ def runs(consumer: str, solver: str) -> bool:
 def form(consumer: str, schedule: NoiseSchedule, t_steps: Tensor, t_model: Tensor, final: str) -> Form:
     """What ``consumer`` samples with when given (t_steps, t_model, final)."""
     c = CONSUMERS[consumer]
+    if not c.decoupled and c.grid == "t_model" and isinstance(schedule, VPDiscrete):
+        t_steps = t_model  # its steps follow the network's times (see Consumer.grid)
     t = snap_timesteps(t_steps, schedule) if c.integer_timesteps else t_steps
     tm = (snap_timesteps(t_model, schedule) if c.integer_timesteps else t_model) if c.decoupled else t
     return Form(t, tm, c.final or final)

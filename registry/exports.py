@@ -38,8 +38,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from ld3core.config import OPTIONS
+
 from .solvers import EVALS_PER_STEP, FINALS
 
+GUARD_Z = OPTIONS["guard_z"].default  # for versions whose config does not say
 # The consumer (ld3core.config.CONSUMERS) each format is for.
 FORMAT_CONSUMER = {"raw": "ld3", "diffusers": "diffusers", "k-diffusion": "k-diffusion", "comfyui": "comfyui"}
 
@@ -85,11 +88,12 @@ def _delivery(v: Mapping[str, Any], consumer: str) -> tuple[bool, str]:
     text = (f"not exact for {consumer}: the form it runs (no decoupled times, its own last step, rounded "
             f"timesteps where it rounds) was measured by the job: {figures}, a paired cost of "
             f"{cost['mean']:+.3g} ± {cost['sem']:.2g} (sem; > 0 is worse)")
-    worse = measured.get("minus_best")
-    if worse is not None and worse["mean"] > 0:
-        text += (f"; WORSE than the best heuristic ({v['best_heuristic'] or 'heuristic'}) in that form by "
-                 f"{worse['mean']:+.3g} ± {worse['sem']:.2g}: learn for this consumer (job option target={consumer!r}) "
-                 "or use the heuristic")
+    worse, z = measured.get("minus_best"), v["guard_z"]
+    if worse is not None and worse["mean"] + z * worse["sem"] > 0:  # the guard's one-sided test, for this form
+        verdict = "WORSE than" if worse["mean"] > 0 else "not shown better than"
+        text += (f"; in that form {verdict} the best heuristic ({v['best_heuristic'] or 'heuristic'}): difference "
+                 f"{worse['mean']:+.3g} ± {worse['sem']:.2g} (one-sided at z = {z:g}); learn for this consumer "
+                 f"(job option target={consumer!r}) or use the heuristic")
     return False, text
 
 
@@ -152,6 +156,9 @@ def _read(version: Any) -> dict[str, Any]:
     v["certified"] = served.get("mean") if isinstance(served, Mapping) else None  # the served schedule's test loss
     best = quality.get("best_heuristic") if isinstance(quality, Mapping) else None
     v["best_heuristic"] = best.get("name") if isinstance(best, Mapping) else None
+    config = get("config", None)
+    job = config.get("guard_z") if isinstance(config, Mapping) else None
+    v["guard_z"] = float(job) if job is not None else GUARD_Z
     v["family"] = schedule_family(v)
     _check_sigma_convention(v)
     return v

@@ -44,7 +44,9 @@ def test_forms_of_each_consumer():
         assert f.final == "zero" and torch.equal(f.t_model, f.t_steps) and not is_exact(f, t, tm, "sigma_min")
     assert torch.equal(form("k-diffusion", sch, t, tm, "zero").t_steps, t)  # continuous sigmas: not rounded
     snapped = form("diffusers", sch, t, tm, "zero").t_steps
-    assert torch.equal(snapped, snap_timesteps(t, sch)) and not torch.equal(snapped, t)
+    # Stock diffusers on a VP-discrete model steps on the export's timesteps: the network's times, rounded.
+    assert torch.equal(snapped, snap_timesteps(tm, sch)) and not torch.equal(snapped, tm)
+    assert torch.equal(form("diffusers", sch, t, t, "zero").t_steps, snap_timesteps(t, sch))
     # A schedule learned for diffusers (integer timesteps, no decoupling, final zero) is exact for it.
     assert is_exact(form("diffusers", sch, snapped, snapped, "zero"), snapped, snapped, "zero")
 
