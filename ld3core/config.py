@@ -42,6 +42,10 @@ class Consumer:
     # step times) or "t_model" (stock diffusers on a VP-discrete model: its export's integer
     # ``timesteps`` are the network's times, from which the scheduler derives the step sigmas).
     grid: str = "t_steps"
+    # On a rectified-flow model, the solvers it runs as ld3core does (None: the same as ``solvers``):
+    # k-diffusion's samplers treat sigma as a VE sigma, which is ld3core's Euler on flow but not its
+    # Heun (ours steps in sigma / alpha) nor its DPM-Solver++ (ours uses the flow's lambda).
+    flow_solvers: tuple[str, ...] | None = None
 
 
 # The one table of consumers: the job option ``target`` names one (LD3 learns under its limits),
@@ -57,9 +61,9 @@ CONSUMERS: dict[str, Consumer] = {c.name: c for c in (
              "(no decoupled times), VP-discrete timesteps are integers, the last step lands on sigma = 0", grid="t_model"),
     Consumer("k-diffusion", False, "zero", False, ("euler", "heun", "dpmpp_2m"),
              "k-diffusion's sample_euler / sample_heun / sample_dpmpp_2m on the export's sigmas: the network's "
-             "time follows sigma, the last step lands on sigma = 0"),
+             "time follows sigma, the last step lands on sigma = 0", flow_solvers=("euler",)),
     Consumer("comfyui", False, "zero", False, ("euler", "heun", "dpmpp_2m"),
-             "ComfyUI's ManualSigmas with the euler / heun / dpmpp_2m sampler: as k-diffusion"),
+             "ComfyUI's ManualSigmas with the euler / heun / dpmpp_2m sampler: as k-diffusion", flow_solvers=("euler",)),
 )}
 TARGETS = tuple(CONSUMERS)
 

@@ -36,9 +36,10 @@ def snap_timesteps(t: Tensor, schedule: NoiseSchedule) -> Tensor:
     return t + (schedule.t_min + k / schedule.n_train - t).detach()
 
 
-def runs(consumer: str, solver: str) -> bool:
-    """Whether ``consumer`` runs ``solver`` as ld3core does."""
-    allowed = CONSUMERS[consumer].solvers
+def runs(consumer: str, solver: str, schedule: NoiseSchedule | None = None) -> bool:
+    """Whether ``consumer`` runs ``solver`` as ld3core does (on ``schedule``'s family, if given)."""
+    c = CONSUMERS[consumer]
+    allowed = c.flow_solvers if schedule is not None and schedule.name == "flow" and c.flow_solvers is not None else c.solvers
     return allowed is None or solver in allowed
 
 

@@ -173,7 +173,7 @@ def consumer_costs(
     out: dict[str, dict[str, Any]] = {}
     measured: dict[tuple[Any, ...], dict[str, Any]] = {}
     for name in CONSUMERS:
-        if not runs(name, cfg.ld3.solver):
+        if not runs(name, cfg.ld3.solver, denoiser.schedule):
             out[name] = {"runs": False, "exact": False}
             continue
         f = form(name, denoiser.schedule, t, tc, cfg.ld3.final)

@@ -112,3 +112,20 @@ def test_a_consumer_that_does_not_run_the_solver_is_marked():
     res = run_job(m.denoiser, m.sample_shape, cfg, l2, dtype=torch.float64)
     assert res.consumers["diffusers"] == {"runs": False, "exact": False}
     assert res.consumers["ld3"]["exact"]
+
+
+def test_k_diffusion_runs_only_euler_of_ours_on_a_flow_model():
+    from ld3core.consumers import runs
+    from ld3core.schedules import RectifiedFlow
+
+    for consumer in ("k-diffusion", "comfyui"):
+        assert runs(consumer, "dpmpp_2m", VPDiscrete.linear()) and runs(consumer, "heun", EDM())
+        assert runs(consumer, "euler", RectifiedFlow())
+        assert not runs(consumer, "dpmpp_2m", RectifiedFlow()) and not runs(consumer, "heun", RectifiedFlow())
+    assert runs("diffusers", "dpmpp_2m", RectifiedFlow()) and runs("ld3", "ipndm", RectifiedFlow())
+    m = load_builtin("gmm2d-flow")
+    cfg = JobConfig(ld3=LD3Config(solver="dpmpp_2m", nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=1), n_train=4,
+                    n_val=4, n_test=8)
+    res = run_job(m.denoiser, m.sample_shape, cfg, l2, dtype=torch.float64)
+    assert res.consumers["k-diffusion"] == res.consumers["comfyui"] == {"runs": False, "exact": False}
+    assert res.consumers["diffusers"]["runs"]
