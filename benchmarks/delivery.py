@@ -71,14 +71,17 @@ def _model(name: str, device: str):
     return _CACHE[name]
 
 
-def served_record(name: str, solver: str, nfe: int, device: str) -> dict[str, Any]:
+def served_record(name: str, solver: str, nfe: int, device: str, target: str = "ld3", seed: int = 0) -> dict[str, Any]:
     """A short LD3 job's version, as the worker would publish it (``worker.version.schedule_version``)."""
     from ld3core.optimize import JobConfig, run_job
     from ld3core.teacher import TeacherSpec
     from worker.version import schedule_version
 
     spec, loaded, inputs = _model(name, device)
-    cfg = JobConfig(ld3=inputs.ld3_config(solver=solver, nfe=nfe, loss="lpips", **EPOCHS),
+    from ld3core.config import target_constraints
+
+    cfg = JobConfig(ld3=inputs.ld3_config(solver=solver, nfe=nfe, loss="lpips", target=target, seed=seed, **EPOCHS,
+                                          **target_constraints(target)),
                     teacher=TeacherSpec(solver, 20, "logsnr"), **JOB)
     res = run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, features=inputs.features)
     v = schedule_version(res, cfg, loaded, spec, job_id="delivery-benchmark", guidance=None, samples_png=None)
@@ -248,9 +251,9 @@ PATH_FUNCS: dict[str, Callable[..., Any]] = {"certified": certified, "ld3 diffus
                                               "k-diffusion": k_diffusion, "comfyui": comfyui}
 
 
-def run_cell(name: str, solver: str, nfe: int, device: str) -> dict[str, Any]:
+def run_cell(name: str, solver: str, nfe: int, device: str, target: str = "ld3", seed: int = 0) -> dict[str, Any]:
     t0 = time.perf_counter()
-    record = served_record(name, solver, nfe, device)
+    record = served_record(name, solver, nfe, device, target, seed)
     return score_paths(name, solver, nfe, record, time.perf_counter() - t0, device)
 
 
@@ -396,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--solvers", nargs="+", default=list(SOLVERS))
     ap.add_argument("--nfes", nargs="+", type=int, default=list(NFES))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--target", default="ld3", help="the job option target: learn for that consumer (ld3core.config.CONSUMERS)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "delivery.jsonl"))
     ap.add_argument("--report", metavar="JSONL", help="only rewrite the report of an earlier run")
@@ -422,14 +427,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["model"], r["solver"], r["nfe"]) for r in _read(out)}
+    done = {(r["model"], r["solver"], r["nfe"], r.get("target", "ld3"), r.get("seed", 0)) for r in _read(out)}
     for name in args.models:
         for solver in args.solvers:
-            for nfe in args.nfes:
+            for nfe, seed in ((n, s) for n in args.nfes for s in args.seeds):
                 spec = get_solver(solver)
-                if spec.nfe(spec.steps_for_nfe(nfe)) != nfe or (name, solver, nfe) in done:
+                if spec.nfe(spec.steps_for_nfe(nfe)) != nfe or (name, solver, nfe, args.target, seed) in done:
                     continue  # Heun at an even NFE leaves an evaluation unused: not a budget anyone runs
-                row = run_cell(name, solver, nfe, args.device)
+                row = {**run_cell(name, solver, nfe, args.device, args.target, seed), "target": args.target, "seed": seed}
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 out.with_suffix(".md").write_text(report(_read(out)))
