@@ -53,7 +53,7 @@ from ld3core.schedules import DTYPE, VPDiscrete
 from ld3core.solvers import Evaluations
 from registry.exports import export
 
-from .stored_run import StoredRun
+from .stored_run import StoredRun, raw_version
 
 # diffusers' prediction_type names -> ld3core's (ld3core.denoisers.PREDICTIONS).
 PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0", "flow_prediction": "flow"}
@@ -92,12 +92,7 @@ class LD3Scheduler(SchedulerMixin, ConfigMixin):
         (the pipeline's own: its ``prediction_type``, flow-matching schedulers "flow_prediction"),
         else from the version's noise schedule (flow: "flow_prediction", others "epsilon").
         A ``scheduler`` is also checked to have the version's noise schedule (ValueError if not)."""
-        kind = _get(version, "format")
-        if kind is not None and _get(version, "payload") is not None:  # an export
-            if kind != "raw":
-                raise ValueError(f"format: LD3Scheduler runs a version or its 'raw' export (the exact times), not a {kind!r} export")
-            version = _get(version, "payload")
-        payload = export(version, "raw")["payload"]
+        payload = export(raw_version(version), "raw")["payload"]
         if scheduler is not None:
             _check_noise_schedule(scheduler, payload)
             prediction_type = prediction_type or _prediction_type_of(scheduler)
@@ -179,10 +174,6 @@ class LD3Scheduler(SchedulerMixin, ConfigMixin):
     def __len__(self) -> int:
         """The network's training timesteps, as diffusers' schedulers count them (flow: diffusers' 1000)."""
         return self.run.schedule.n_train if isinstance(self.run.schedule, VPDiscrete) else 1000
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 def _is_flow_scheduler(scheduler: Any) -> bool:

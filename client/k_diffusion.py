@@ -63,16 +63,7 @@ def k_scale(schedule: NoiseSchedule, t: Tensor) -> Tensor:
 def as_run(schedule: Any) -> StoredRun:
     """``schedule`` (a version: mapping or row; a ``raw`` export such as ``Client.schedule(...)``) as a
     ``StoredRun``; a ``StoredRun`` as it is. Other export forms lack the times: ValueError."""
-    if isinstance(schedule, StoredRun):
-        return schedule
-    get = schedule.get if isinstance(schedule, Mapping) else lambda key: getattr(schedule, key, None)
-    kind, payload = get("format"), get("payload")
-    if kind is not None and payload is not None:  # an export
-        if kind != "raw":
-            raise ValueError(f"format: a version or its 'raw' export is needed here, got a {kind!r} export (no model "
-                             "times, no noise schedule)")
-        schedule = payload
-    return StoredRun.from_version(schedule)
+    return schedule if isinstance(schedule, StoredRun) else StoredRun.from_version(schedule)
 
 
 class LD3Sampler:

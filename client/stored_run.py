@@ -47,12 +47,7 @@ class StoredRun:
         Raises ValueError naming the field for a version that cannot be run (another export
         format, missing or inconsistent fields, no ``schedule_config``, an unknown solver or
         noise schedule)."""
-        if isinstance(version, Mapping) and "format" in version and "payload" in version:  # an export
-            if version["format"] != "raw":
-                raise ValueError(f"format: a version or its 'raw' export is needed (the exact times), not a "
-                                 f"{version['format']!r} export")
-            version = version["payload"]
-        v = export(version, "raw")["payload"]
+        v = export(raw_version(version), "raw")["payload"]
         if not v.get("schedule_config"):
             raise ValueError("schedule_config: the version does not carry its noise schedule, so it cannot be run exactly")
         schedule = schedule_from_config(v["schedule_config"])
@@ -89,6 +84,18 @@ class StoredRun:
     def sigma_T(self) -> float:
         """The prior's standard deviation at t_steps[0] in ld3core's x (what its teacher pairs start from)."""
         return float(self.schedule.sigma(self.t_steps[0]))
+
+
+def raw_version(version: Any) -> Any:
+    """``version`` itself, or the payload of its ``raw`` export (a mapping or an object with ``format``
+    and ``payload``); another export format lacks the exact times: ValueError naming it."""
+    get = version.get if isinstance(version, Mapping) else lambda key: getattr(version, key, None)
+    kind, payload = get("format"), get("payload")
+    if kind is None or payload is None:
+        return version
+    if kind != "raw":
+        raise ValueError(f"format: a version or its 'raw' export is needed here (the exact times), got a {kind!r} export")
+    return payload
 
 
 def _index(knots: list[float], t: float) -> int:

@@ -222,7 +222,7 @@ def test_the_prediction_type_comes_from_the_pipelines_scheduler(models):
     assert v_pred.config.prediction_type == "v_prediction"
     assert LD3Scheduler.from_version(vp, "sample", scheduler=v_pred).config.prediction_type == "sample"
     assert LD3Scheduler.from_version({"format": "raw", "payload": vp}).config.prediction_type == "epsilon"
-    with pytest.raises(ValueError, match="format: LD3Scheduler runs a version or its 'raw' export .*, not a 'diffusers' export"):
+    with pytest.raises(ValueError, match="format: a version or its 'raw' export is needed here .*, got a 'diffusers' export"):
         LD3Scheduler.from_version(export(vp, "diffusers"))
 
 
