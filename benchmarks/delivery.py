@@ -181,7 +181,9 @@ K_SAMPLERS = {"euler": "sample_euler", "heun": "sample_heun", "dpmpp_2m": "sampl
 
 def _kd(name: str):
     """k-diffusion's submodule without its package ``__init__`` (tests/client/k_diffusion_support.py)."""
-    sys.path.insert(0, str(REPO / "tests" / "client"))
+    support = str(REPO / "tests" / "client")
+    if support not in sys.path:
+        sys.path.insert(0, support)
     from k_diffusion_support import kd
 
     return kd(name)
