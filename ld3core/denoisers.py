@@ -167,7 +167,10 @@ class Rematerialized:
     """Recompute each network call in the backward pass instead of storing its activations.
 
     Only the solver states x_{t_i} stay in memory, so peak memory is nearly flat in NFE
-    (LD3 App. B.3). Uses non-reentrant ``torch.utils.checkpoint``.
+    (LD3 App. B.3). Uses non-reentrant ``torch.utils.checkpoint``, without saving and restoring
+    the random generators' states around each call: a denoiser is a deterministic function of
+    (x, t) (networks in eval mode), and reading a CUDA generator's state is not allowed while an
+    iteration is being captured as a CUDA graph (``ld3core.graphs``).
     """
 
     def __init__(self, denoiser: Denoiser) -> None:
@@ -176,4 +179,4 @@ class Rematerialized:
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         if not torch.is_grad_enabled():
             return self.inner(x, t)
-        return torch.utils.checkpoint.checkpoint(self.inner, x, t, use_reentrant=False)
+        return torch.utils.checkpoint.checkpoint(self.inner, x, t, use_reentrant=False, preserve_rng_state=False)

@@ -35,13 +35,15 @@ def rmsprop_step(
     p: Tensor, g: Tensor, state: dict[str, Tensor], lr: Tensor, ok: Tensor,
     *, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.9,
 ) -> Tensor:
-    """torch.optim.RMSprop (not centered) on rows; updates ``state`` in place, returns new p."""
+    """torch.optim.RMSprop (not centered) on rows; updates the tensors of ``state`` in place
+    (they stay the same tensors: a captured iteration reads them), returns new p."""
     g = torch.where(_rows(ok, g), g, torch.zeros_like(g))
     sq = alpha * state["square_avg"] + (1 - alpha) * g * g
     buf = momentum * state["momentum_buffer"] + g / (sq.sqrt() + eps)
     keep = _rows(ok, p)
-    state["square_avg"] = torch.where(keep, sq, state["square_avg"])
-    state["momentum_buffer"] = torch.where(keep, buf, state["momentum_buffer"])
+    state["square_avg"].copy_(torch.where(keep, sq, state["square_avg"]))
+    buf = torch.where(keep, buf, state["momentum_buffer"])
+    state["momentum_buffer"].copy_(buf)
     return torch.where(keep, p - _rows(lr, p) * buf, p)
 
 

@@ -46,8 +46,9 @@ def _to_t(u: Tensor, schedule: NoiseSchedule, mode: Mode) -> Tensor:
         return u
     t = schedule.t_from_lambda(u)
     # Pin the end points: the inverse map rounds.
-    ends = torch.tensor([schedule.T, schedule.t_min], dtype=DTYPE, device=u.device).expand(*u.shape[:-1], 2)
-    return torch.cat([ends[..., :1], t[..., 1:-1], ends[..., 1:]], dim=-1)
+    # Filled on the device: no host-to-device copy inside an iteration (ld3core.graphs).
+    first, last = torch.full_like(t[..., :1], schedule.T), torch.full_like(t[..., :1], schedule.t_min)
+    return torch.cat([first, t[..., 1:-1], last], dim=-1)
 
 
 def _from_t(t: Tensor, schedule: NoiseSchedule, mode: Mode) -> Tensor:

@@ -38,9 +38,10 @@ from torch import Tensor
 from .config import CONSUMERS, LD3Config
 from .consumers import snap_timesteps
 from .denoisers import ConditionalDenoiser, Denoiser, Rematerialized, conditioned, is_conditional
+from .graphs import Replay
 from .optim import clip_rows, finite_rows, project_ball, rmsprop_state, rmsprop_step, sgd_step
 from .parameterization import model_times, project_xic, times_from_xi, xi_from_times
-from .solvers import get_solver
+from .solvers import DeviceChecks, get_solver
 from .teacher import Pairs
 
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (pred, target) -> per-sample loss (B,)
@@ -84,9 +85,18 @@ STATE_TENSORS = ("xi", "xic", "x_train", "x_val", "lr_xi", "lr_xic", "lr_x", "be
 
 
 class _Run:
-    """Holds the tensors of one training run; methods are the steps of the loop."""
+    """Holds the tensors of one training run; methods are the steps of the loop.
 
-    def __init__(self, denoiser: Denoiser | ConditionalDenoiser, train: Pairs, val: Pairs, init_times: Tensor, cfg: LD3Config, loss_fn: LossFn):
+    An iteration (``_iterate``) and a validation pass over the current state
+    (``_validation_losses``) are pure device work: they read no value on the host (the solvers'
+    grid checks stay on the device, ``DeviceChecks``, and an invalid grid counts as a non-finite
+    loss), have static shapes, and update the state's tensors in place, never rebinding them,
+    so that each can be captured once and replayed as a CUDA graph (``graphs=True``,
+    ``ld3core.graphs.Replay``, which also checks that contract on the CPU). The host reads the
+    losses once per validation, where the plateau rule and the non-finite recovery run."""
+
+    def __init__(self, denoiser: Denoiser | ConditionalDenoiser, train: Pairs, val: Pairs, init_times: Tensor, cfg: LD3Config,
+                 loss_fn: LossFn, graphs: bool = False):
         self.cfg, self.loss_fn = cfg, loss_fn
         self.sch = denoiser.schedule
         self.base = denoiser
@@ -120,6 +130,18 @@ class _Run:
         self.restores = 0
         self.history: list[dict[str, Any]] = []
         self.t_val = 0.0
+        self.idx = torch.zeros(cfg.batch_size, dtype=torch.long, device=dev)  # the iteration's training pairs
+        # Phase 1 and phase 2 iterations, full and selection-only validations: each its own graph.
+        self.iterations = {p: self._replayable(lambda p=p: self._iterate(p), graphs) for p in (False, True)}
+        self.validations = {f: self._replayable(lambda f=f: self._validation_losses(f), graphs) for f in (False, True)}
+
+    def _replayable(self, fn: Callable[[], Any], graphs: bool) -> Callable[[], Any]:
+        return Replay(fn, self.fixed_tensors, self.device) if graphs else fn
+
+    def fixed_tensors(self) -> list[Tensor]:
+        """The tensors an iteration or a validation reads or writes: they must stay in place."""
+        pairs = [p for ps in (self.train, self.val) for p in (ps.x_T, ps.x_0, ps.cond) if p is not None]
+        return [getattr(self, n) for n in STATE_TENSORS] + list(self.opt.values()) + [self.bad, self.loss_sum, self.idx] + pairs
 
     # Times of every start.
     def times(self, xi: Tensor, xic: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,49 +154,62 @@ class _Run:
     def _remat(self, den: Denoiser) -> Denoiser:
         return Rematerialized(den) if self.cfg.remat else den
 
-    def solve(self, x: Tensor, t: Tensor, tc: Tensor, cond: Tensor | None) -> Tensor:
-        """x (K, n, *shape), t/tc (K, N+1), cond (n, ...) or None -> outputs (K, n, *shape), per-sample times."""
+    def solve(self, x: Tensor, t: Tensor, tc: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """x (K, n, *shape), t/tc (K, N+1), cond (n, ...) or None -> outputs (K, n, *shape), per-sample
+        times, and (K, n) where the grid was valid (the checks stay on the device)."""
         k, n = x.shape[:2]
         ts, tcs = t.repeat_interleave(n, 0).T, tc.repeat_interleave(n, 0).T
         # Row j of x.flatten(0, 1) is sample j % n of start j // n: conditions repeat per start.
         den = self.den if cond is None else self._remat(conditioned(self.base, cond.repeat(k, *[1] * (cond.ndim - 1))))
-        return self.solver(den, x.flatten(0, 1), ts, tcs).view(x.shape)
+        # Only a target's integer timesteps can repeat a time; elsewhere a collapsed step is invalid (a NaN loss).
+        checks = DeviceChecks(to_zero=self.cfg.final == "zero", zero_steps=CONSUMERS[self.cfg.target].integer_timesteps)
+        out = self.solver(den, x.flatten(0, 1), ts, tcs, on_device=checks).view(x.shape)
+        assert checks.valid is not None
+        return out, checks.valid.view(k, n)
 
-    def losses(self, out: Tensor, target: Tensor) -> Tensor:
-        """(K, n, *shape) vs (n, *shape) -> per-sample losses (K, n)."""
+    def losses(self, out: Tensor, valid: Tensor, target: Tensor) -> Tensor:
+        """(K, n, *shape) outputs, where their grid was valid (K, n), vs (n, *shape) -> per-sample
+        losses (K, n); NaN where the grid was not valid, so that the non-finite guard takes it."""
         k, n = out.shape[:2]
-        return self.loss_fn(out.flatten(0, 1), target.repeat(k, *[1] * (target.ndim - 1))).view(k, n)
+        per = self.loss_fn(out.flatten(0, 1), target.repeat(k, *[1] * (target.ndim - 1))).view(k, n)
+        return torch.where(valid, per, torch.nan)
 
     # One iteration (Algorithm 1, lines 3-7).
     def step(self, idx: Tensor) -> None:
-        cfg = self.cfg
-        phase2 = self.iteration >= cfg.phase1_epochs * self.ipe
+        """One iteration on the training pairs ``idx`` (batch_size indices, any device)."""
+        phase2 = self.iteration >= self.cfg.phase1_epochs * self.ipe
+        self.idx.copy_(idx)
+        self.iterations[phase2]()  # eager, or the replay of its graph
+        self.loss_n += 1
+        self.iteration += 1
+
+    def _iterate(self, phase2: bool) -> None:
+        """The device work of one iteration on the pairs ``self.idx``: no host read, state in place."""
+        cfg, idx = self.cfg, self.idx
         xi = self.xi.detach().requires_grad_(True)
         xic = self.xic.detach().requires_grad_(phase2 and cfg.decoupled)
         xp = self.x_train[:, idx].detach().requires_grad_(cfg.soft)
         t, tc = self.times(xi, xic)
         cond = None if self.train.cond is None else self.train.cond[idx]
-        per = self.losses(self.solve(xp, t, tc, cond), self.train.x_0[idx])  # (K, batch)
+        per = self.losses(*self.solve(xp, t, tc, cond), self.train.x_0[idx])  # (K, batch)
         loss = per.mean(1)  # (K,)
         loss.sum().backward()  # starts are independent: each row gets its own gradient
         grads = [g for g in (xi.grad, xic.grad, xp.grad) if g is not None]
         ok = finite_rows(loss[:, None], *grads)
         self.bad |= ~ok
         self.loss_sum += torch.where(ok, loss.detach().to(torch.float64), 0.0)
-        self.loss_n += 1
         # Step times: RMSprop on xi, clipped (App. B.1.1).
-        self.xi = rmsprop_step(self.xi, clip_rows(xi.grad, cfg.clip), self.opt, self.lr_xi, ok, momentum=cfg.momentum)
+        self.xi.copy_(rmsprop_step(self.xi, clip_rows(xi.grad, cfg.clip), self.opt, self.lr_xi, ok, momentum=cfg.momentum))
         # Decoupled times: SGD on xi^c in phase 2, projected into the no-crossing bound.
         if xic.grad is not None:
             xic_new = sgd_step(self.xic, clip_rows(xic.grad, cfg.clip), self.lr_xic, ok)
-            self.xic = project_xic(xic_new, times_from_xi(self.xi, self.sch, cfg.mode), self.sch, cfg.mode)
+            self.xic.copy_(project_xic(xic_new, times_from_xi(self.xi, self.sch, cfg.mode), self.sch, cfg.mode))
         # Soft teacher forcing: SGD on x'_T, projected onto the r-ball around x_T.
         if xp.grad is not None:
             moved = project_ball(sgd_step(xp.detach(), xp.grad, self.lr_x, ok), self.train.x_T[idx], self.r, self.sample_ndim)
             if cfg.accept_moves:
                 moved = self._accepted(moved, xp.detach(), per.detach(), self.train.x_0[idx], cond)[0]
             self.x_train[:, idx] = moved
-        self.iteration += 1
 
     @torch.no_grad()
     def _accepted(self, moved: Tensor, old: Tensor, old_loss: Tensor, target: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -202,7 +237,7 @@ class _Run:
             xs = x[:, i : i + per_chunk].detach().requires_grad_(grad)
             with torch.set_grad_enabled(grad):
                 c = None if cond is None else cond[i : i + per_chunk]
-                lo = self.losses(self.solve(xs, t, tc, c), target[i : i + per_chunk])
+                lo = self.losses(*self.solve(xs, t, tc, c), target[i : i + per_chunk])
                 if grad:
                     # Same scale as a training step: mean over a batch of batch_size samples.
                     (lo.sum() / self.cfg.batch_size).backward()
@@ -219,11 +254,12 @@ class _Run:
         ok = finite_rows(g)
         moved = project_ball(sgd_step(self.x_val, g, self.lr_x, ok), self.val.x_T.unsqueeze(0), self.r, self.sample_ndim)
         if not self.cfg.accept_moves:
-            self.x_val = moved
+            self.x_val.copy_(moved)
             return
-        self.x_val, keep = self._accepted(moved, self.x_val, lo, self.val.x_0, self.val.cond)
+        kept, keep = self._accepted(moved, self.x_val, lo, self.val.x_0, self.val.cond)
+        self.x_val.copy_(kept)
         # An epoch in which no validation latent moved halves that start's latent step.
-        self.lr_x = torch.where(keep.any(1), self.lr_x, self.lr_x * 0.5)
+        self.lr_x.copy_(torch.where(keep.any(1), self.lr_x, self.lr_x * 0.5))
 
     def measure_best(self) -> None:
         """Fill in the validation loss that selection did not compute at each start's best state
@@ -237,31 +273,47 @@ class _Run:
 
     def restore_best_times(self) -> None:
         """Epoch start with ``restore``: every start continues from its best xi and xi^c."""
-        self.xi, self.xic = self.best_xi.clone(), self.best_xic.clone()
+        self.xi.copy_(self.best_xi)
+        self.xic.copy_(self.best_xic)
         self.last_improve = [self.iteration] * self.K
 
-    @torch.no_grad()
     def validate(self, full: bool = True, xi: Tensor | None = None, xic: Tensor | None = None,
                  x_val: Tensor | None = None) -> tuple[list[float] | None, list[float] | None]:
-        """Hard (from x_T) and soft (from the moved x'_T) validation losses, in one batched pass;
-        ``full=False`` computes only the selection loss (the other is None). ``xi``, ``xic``,
-        ``x_val`` default to the current state."""
+        """Hard (from x_T) and soft (from the moved x'_T) validation losses per start, in one batched
+        pass and one host read; ``full=False`` computes only the selection loss (the other is
+        None). ``xi``, ``xic``, ``x_val`` default to the current state (whose pass may be a replay)."""
+        if xi is None and xic is None and x_val is None:
+            losses = self.validations[full]()
+        else:
+            losses = self._validation_losses(full, xi, xic, x_val)
+        hard, soft = losses.tolist()
+        if not self.cfg.soft:
+            return hard, hard
+        if full:
+            return hard, soft
+        return (hard, None) if self.cfg.select_on == "hard" else (None, soft)
+
+    @torch.no_grad()
+    def _validation_losses(self, full: bool, xi: Tensor | None = None, xic: Tensor | None = None,
+                           x_val: Tensor | None = None) -> Tensor:
+        """(2, K) mean hard and soft validation losses on the device (a row not computed is NaN;
+        without soft teacher forcing only the hard one is, in both rows)."""
         xi, xic = (self.xi if xi is None else xi), (self.xic if xic is None else xic)
         x_val = self.x_val if x_val is None else x_val
         t, tc = self.times(xi, xic)
         x_hard = self.val.x_T.unsqueeze(0).expand(self.K, *self.val.x_T.shape)
         if not self.cfg.soft:
-            hard = self._chunked(x_hard, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1).tolist()
-            return hard, hard
+            return self._chunked(x_hard, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1).expand(2, self.K)
         if not full:
-            x = x_hard if self.cfg.select_on == "hard" else x_val
-            one = self._chunked(x, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1).tolist()
-            return (one, None) if self.cfg.select_on == "hard" else (None, one)
+            hard = self.cfg.select_on == "hard"
+            one = self._chunked(x_hard if hard else x_val, t, tc, self.val.x_0, self.val.cond, grad=False)[0].mean(1)
+            none = torch.full_like(one, torch.nan)
+            return torch.stack([one, none] if hard else [none, one])
         cond = None if self.val.cond is None else torch.cat([self.val.cond, self.val.cond])
         both = self._chunked(torch.cat([x_hard, x_val], 1), t, tc, self.val.x_0.repeat(2, *[1] * (self.val.x_0.ndim - 1)),
                              cond, grad=False)[0]
         n = len(self.val)
-        return both[:, :n].mean(1).tolist(), both[:, n:].mean(1).tolist()
+        return torch.stack([both[:, :n].mean(1), both[:, n:].mean(1)])
 
     def after_validation(self, hard: list[float] | None, soft: list[float] | None) -> None:
         """Best checkpoint, reduce-on-plateau (with ``restore``: back to the best state first),
@@ -320,9 +372,11 @@ class _Run:
         for n in STATE_TENSORS:
             if st[n].shape != getattr(self, n).shape:
                 raise ValueError(f"resume state: {n} has shape {tuple(st[n].shape)}, expected {tuple(getattr(self, n).shape)}")
-            setattr(self, n, st[n].to(self.device))
-        self.opt = {n: v.to(self.device) for n, v in st["opt"].items()}
-        self.bad, self.loss_sum = st["accum"]["bad"].to(self.device), st["accum"]["loss_sum"].to(self.device)
+            getattr(self, n).copy_(st[n])
+        for n, v in st["opt"].items():
+            self.opt[n].copy_(v)
+        self.bad.copy_(st["accum"]["bad"])
+        self.loss_sum.copy_(st["accum"]["loss_sum"])
         self.loss_n = st["accum"]["loss_n"]
         self.iteration, self.best = st["iteration"], list(st["best"])
         self.best_losses = [tuple(b) for b in st["best_losses"]]
@@ -334,7 +388,7 @@ class _Run:
         epoch, pos = divmod(iteration, self.ipe)
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.train), generator=g)
-        return perm[pos * self.cfg.batch_size : (pos + 1) * self.cfg.batch_size].to(self.device)
+        return perm[pos * self.cfg.batch_size : (pos + 1) * self.cfg.batch_size]
 
 
 def validation_passes(cfg: LD3Config, per_epoch: int) -> tuple[int, int]:
@@ -370,10 +424,14 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
     progress_every: int = 5,
+    graphs: bool = False,
 ) -> TrainResult:
     """Learn step times from ``init_times`` (K, N+1): one row per start, trained side by side.
 
     A conditional ``denoiser`` needs pairs with per-sample conditions (``Pairs.cond``).
+    ``graphs``: after two eager calls each, replay the iterations and validations as CUDA graphs
+    on a CUDA device (``ld3core.graphs``); on a CPU the same calls run eagerly, with the graph
+    contract checked.
     """
     if init_times.ndim != 2 or init_times.shape[1] != cfg.n_steps + 1:
         raise ValueError(f"init_times must be (K, {cfg.n_steps + 1}) for {cfg.solver} at NFE {cfg.nfe}")
@@ -383,7 +441,7 @@ def train(
         raise ValueError("training and validation pairs must both carry conditions or both none")
     if (train_pairs.cond is not None) != is_conditional(denoiser):
         raise ValueError("a conditional denoiser needs pairs with conditions, an unconditional one pairs without")
-    run = _Run(denoiser, train_pairs, val_pairs, init_times, cfg, loss_fn)
+    run = _Run(denoiser, train_pairs, val_pairs, init_times, cfg, loss_fn, graphs)
     t0 = time.perf_counter()
     stopped = False
 

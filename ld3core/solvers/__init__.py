@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..config import FINALS
 from ..schedules import NoiseSchedule
-from ._common import Evaluations, Steps, run, solve
+from ._common import DeviceChecks, Evaluations, Steps, run, solve
 from .dpmpp import dpmpp_2m, dpmpp_3m, dpmpp_steps
 from .euler import euler, euler_steps
 from .heun import heun, heun_steps
@@ -131,5 +131,5 @@ def get_solver(name: str) -> SolverSpec:
     return SOLVERS[name]
 
 
-__all__ = ["SOLVERS", "FINALS", "Evaluations", "SolverSpec", "run", "check_final", "final_grid", "get_solver",
+__all__ = ["SOLVERS", "FINALS", "DeviceChecks", "Evaluations", "SolverSpec", "run", "check_final", "final_grid", "get_solver",
            "euler", "heun", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -38,8 +39,24 @@ def solve(steps: Steps, denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model:
     return run(steps(denoiser.schedule, x, t_steps, t_model, **options), denoiser)
 
 
+@dataclass
+class DeviceChecks:
+    """Grid checks that stay on the device, for a caller that cannot stop to read them (a training
+    iteration replayed as a CUDA graph). The solver takes as given what ``check_times`` would
+    read: ``to_zero`` (the grid ends at 0) and ``zero_steps`` (it may have zero-length steps:
+    the guarded multistep updates of ``defined``), and leaves in ``valid`` (``()``, or ``(B,)``
+    per sample for a per-sample grid) where every rule of ``check_times`` held and the grid was
+    as given. The caller reads it when it reads its losses anyway; where it is False the outputs
+    mean nothing. Given what the host would have read, the solver runs exactly the operations
+    of a checked run."""
+
+    to_zero: bool
+    zero_steps: bool = False
+    valid: Tensor | None = None
+
+
 def check_times(x: Tensor, t_steps: Tensor, t_model: Tensor | None,
-                schedule: NoiseSchedule) -> tuple[Tensor, bool, bool]:
+                schedule: NoiseSchedule, on_device: DeviceChecks | None = None) -> tuple[Tensor, bool, bool]:
     """Validate ``t_steps`` ((N+1,) or (N+1, B)) and ``t_model`` (defaults to ``t_steps``) against
     ``schedule``; return ``(t_model, to_zero, zero_steps)``: ``to_zero`` when the grid ends at
     exactly 0, ``zero_steps`` when it has a step of zero length.
@@ -50,7 +67,8 @@ def check_times(x: Tensor, t_steps: Tensor, t_model: Tensor | None,
     sigma > 0) except a final 0, which means sigma = 0: the last step then lands on the data
     prediction (see the package docstring). The network times ``t_model[:-1]`` must be finite
     times of the schedule (``t_model[-1]`` is never used). Anything else raises ValueError
-    naming the argument, the index and the value.
+    naming the argument, the index and the value. With ``on_device`` nothing is read by the
+    host: the value checks go to ``on_device.valid`` (``DeviceChecks``) and only the shapes raise.
     """
     if t_steps.ndim not in (1, 2) or t_steps.shape[0] < 2:
         raise ValueError(f"t_steps must have shape (N+1,) or (N+1, B) with N >= 1, got {tuple(t_steps.shape)}")
@@ -71,6 +89,14 @@ def check_times(x: Tensor, t_steps: Tensor, t_model: Tensor | None,
         }
         if tm is not None:
             checks["model_times"] = torch.isfinite(tm) & torch.isfinite(schedule.lam(tm))
+        if on_device is not None:
+            checks["end"] = zero if on_device.to_zero else ~zero
+            if not on_device.zero_steps:
+                checks["no_zero_steps"] = t[1:] != t[:-1]
+            per_sample = [c.all(0) if c.ndim == t.ndim else c for c in checks.values()]  # over the time axis
+            valid = torch.stack(torch.broadcast_tensors(*per_sample)).all(0)
+            on_device.valid = valid if on_device.valid is None else on_device.valid & valid
+            return (t_steps if t_model is None else t_model), on_device.to_zero, on_device.zero_steps
         flags = [c.all() for c in checks.values()] + [zero.all(), (t[1:] == t[:-1]).any()]
         *ok, to_zero, zero_steps = torch.stack(flags).tolist()  # one device sync
     if not all(ok):

@@ -25,16 +25,17 @@ from torch import Tensor
 
 from ..denoisers import Denoiser
 from ..schedules import NoiseSchedule
-from ._common import Evaluations, bcast, check_times, defined, fill, phi_tail, solve, step_order
+from ._common import DeviceChecks, Evaluations, bcast, check_times, defined, fill, phi_tail, solve, step_order
 
 
-def dpmpp_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *, order: int = 2,
+def dpmpp_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+                on_device: DeviceChecks | None = None, order: int = 2,
                 lower_order_final: bool = True, exact_d2: bool = False) -> Evaluations:
     """DPM-Solver++ multistep of ``order`` 2 or 3 as its network evaluations (``_common.Evaluations``)."""
     if order not in (2, 3):
         raise ValueError(f"DPM-Solver++ multistep order must be 2 or 3, got {order}")
     n = t_steps.shape[0] - 1
-    t_model, to_zero, zero_steps = check_times(x, t_steps, t_model, sch)
+    t_model, to_zero, zero_steps = check_times(x, t_steps, t_model, sch, on_device)
     grid = t_steps[:-1] if to_zero else t_steps  # sigma = 0 has lambda = inf: the last step does not use it
     lam, alpha, sigma = sch.lam(grid), sch.alpha(grid), sch.sigma(grid)
     ds: list[Tensor] = []  # data predictions of the last steps, newest last

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..denoisers import Denoiser
 from ..schedules import NoiseSchedule
-from ._common import Evaluations, bcast, check_times, solve
+from ._common import DeviceChecks, Evaluations, bcast, check_times, solve
 
 
 def euler(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Tensor:
@@ -20,9 +20,10 @@ def euler(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None
     return solve(euler_steps, denoiser, x, t_steps, t_model)
 
 
-def euler_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Evaluations:
+def euler_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+                on_device: DeviceChecks | None = None) -> Evaluations:
     """``euler`` as its network evaluations (``_common.Evaluations``)."""
-    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
+    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch, on_device)
     n = t_steps.shape[0] - 1
     for i in range(n):
         s, t = t_steps[i], t_steps[i + 1]

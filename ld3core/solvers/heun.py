@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..denoisers import Denoiser
 from ..schedules import NoiseSchedule
-from ._common import Evaluations, bcast, check_times, solve
+from ._common import DeviceChecks, Evaluations, bcast, check_times, solve
 
 
 def heun(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Tensor:
@@ -19,9 +19,10 @@ def heun(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None 
     return solve(heun_steps, denoiser, x, t_steps, t_model)
 
 
-def heun_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None) -> Evaluations:
+def heun_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+                on_device: DeviceChecks | None = None) -> Evaluations:
     """``heun`` as its network evaluations (``_common.Evaluations``)."""
-    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
+    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch, on_device)
     n = t_steps.shape[0] - 1
     for i in range(n):
         if to_zero and i == n - 1:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..denoisers import Denoiser
 from ..schedules import NoiseSchedule
-from ._common import Evaluations, bcast, check_times, solve
+from ._common import DeviceChecks, Evaluations, bcast, check_times, solve
 
 # Adams-Bashforth coefficients for equal steps, newest derivative first (iPNDM, DEIS; AMED).
 AB_COEFFS = {
@@ -30,11 +30,12 @@ def ipndm(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None
     return solve(ipndm_steps, denoiser, x, t_steps, t_model, order=order)
 
 
-def ipndm_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *, order: int = 4) -> Evaluations:
+def ipndm_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
+                on_device: DeviceChecks | None = None, order: int = 4) -> Evaluations:
     """``ipndm`` as its network evaluations (``_common.Evaluations``)."""
     if order not in AB_COEFFS:
         raise ValueError(f"iPNDM order must be 1..4, got {order}")
-    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch)
+    t_model, to_zero, _ = check_times(x, t_steps, t_model, sch, on_device)
     n = t_steps.shape[0] - 1
     history: list[Tensor] = []  # derivatives, newest first
     for i in range(n):

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..denoisers import Denoiser
 from ..schedules import NoiseSchedule
-from ._common import Evaluations, bcast, check_times, defined, fill, phi_tail, solve, step_order
+from ._common import DeviceChecks, Evaluations, bcast, check_times, defined, fill, phi_tail, solve, step_order
 
 VARIANTS = ("bh1", "bh2")
 
@@ -65,14 +65,15 @@ def unipc(denoiser: Denoiser, x: Tensor, t_steps: Tensor, t_model: Tensor | None
 
 
 def unipc_steps(sch: NoiseSchedule, x: Tensor, t_steps: Tensor, t_model: Tensor | None = None, *,
-                order: int = 3, variant: str = "bh2", lower_order_final: bool = True) -> Evaluations:
+                on_device: DeviceChecks | None = None, order: int = 3, variant: str = "bh2",
+                lower_order_final: bool = True) -> Evaluations:
     """``unipc`` as its network evaluations (``_common.Evaluations``)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown UniPC variant {variant!r}; known: {VARIANTS}")
     if order not in (1, 2, 3):
         raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
     n = t_steps.shape[0] - 1
-    t_model, to_zero, zero_steps = check_times(x, t_steps, t_model, sch)
+    t_model, to_zero, zero_steps = check_times(x, t_steps, t_model, sch, on_device)
     grid = t_steps[:-1] if to_zero else t_steps  # sigma = 0 has lambda = inf: the last step does not use it
     lam, alpha, sigma = sch.lam(grid), sch.alpha(grid), sch.sigma(grid)
     ds: list[Tensor] = []  # data predictions at the last steps, newest last

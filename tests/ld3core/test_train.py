@@ -225,7 +225,7 @@ def test_accepted_moves_keep_only_the_latents_whose_loss_fell(pairs):
     run = _Run(DEN, *pairs, starts(cfg), cfg, l2)
     old, moved = run.x_train[:, :2].clone(), run.x_train[:, :2] + 0.1
     t, tc = run.times(run.xi, run.xic)
-    new_loss = run.losses(run.solve(moved, t, tc, None), pairs[0].x_0[:2])
+    new_loss = run.losses(*run.solve(moved, t, tc, None), pairs[0].x_0[:2])
     # Sample 0's old loss is above its new one (kept), sample 1's below (refused).
     kept, keep = run._accepted(moved, old, torch.stack([new_loss[:, 0] + 1, new_loss[:, 1] - 1], 1), pairs[0].x_0[:2], None)
     assert keep[:, 0].all() and not keep[:, 1].any()

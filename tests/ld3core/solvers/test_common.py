@@ -9,7 +9,8 @@ import torch
 from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
 from ld3core.heuristics import HEURISTICS, edm, logsnr
 from ld3core.schedules import DTYPE, EDM, RectifiedFlow, VPCosine, VPDiscrete, VPLinear
-from ld3core.solvers import SOLVERS, final_grid
+from ld3core.solvers import SOLVERS, DeviceChecks, final_grid
+from ld3core.solvers._common import solve
 
 SCHEDULES = {"vp_discrete": VPDiscrete.linear, "vp_linear": VPLinear, "vp_cosine": VPCosine, "edm": EDM,
              "flow": RectifiedFlow}
@@ -184,3 +185,81 @@ def test_the_vp_grid_ending_at_zero_matches_the_limit_of_small_final_times():
         # Lower-order final steps (diffusers' default at N < 15): the last step is first order in both.
         diff = (fn(den, x, final_grid(t, "zero")) - fn(den, x, near)).abs().max()
         assert float(diff) < 10 * float(sch.sigma(1e-7)), (name, float(diff))
+
+
+# Checks kept on the device (``DeviceChecks``): what a training iteration captured as a CUDA graph runs.
+def _grids(sch):
+    """Valid grids: plain, decoupled, with zero-length steps, ending at 0, per sample."""
+    t = logsnr(sch, 6)
+    inner = torch.cat([t[:2], t[1:-1]])
+    return [(t, None), (t, decoupled(t)), (inner, None), (final_grid(t, "zero"), None),
+            (torch.stack([t, inner, t], 1), torch.stack([decoupled(t), inner, t], 1))]
+
+
+def _run(spec, den, x, grid, tm, checks):
+    ts, xs = grid.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    tms = None if tm is None else tm.clone().requires_grad_(True)
+    kw = {} if checks is None else {"on_device": checks}
+    out = solve(spec.steps, den, xs, ts, tms, **dict(spec.options), **kw)
+    return out, torch.autograd.grad(out.square().sum(), [v for v in (xs, ts, tms) if v is not None])
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_checks_on_the_device_change_no_output_and_no_gradient(name):
+    """Given what the host would read (the end, whether a step has zero length), a solver with
+    ``on_device`` reads nothing and computes the checked run's output and gradients bit for bit."""
+    sch, den, x = setup("vp_discrete")
+    spec = SOLVERS[name]
+    for grid, tm in _grids(sch):
+        zero_steps = bool((grid[1:] == grid[:-1]).any())
+        checks = DeviceChecks(to_zero=bool(grid[-1].eq(0).all()), zero_steps=zero_steps)
+        (out_a, g_a), (out_b, g_b) = _run(spec, den, x, grid, tm, None), _run(spec, den, x, grid, tm, checks)
+        assert checks.valid is not None and bool(checks.valid.all()) and checks.valid.shape == grid.shape[1:]
+        assert torch.equal(out_a, out_b) and all(torch.equal(a, b) for a, b in zip(g_a, g_b)), (name, grid.shape)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_allowing_zero_length_steps_on_a_grid_without_them_changes_no_output(name):
+    """``zero_steps=True`` where no step has zero length (a target's integer timesteps that did not
+    repeat): the same output; gradients equal to rounding (UniPC sums its step's gradient in another order)."""
+    sch, den, x = setup("vp_discrete")
+    spec = SOLVERS[name]
+    t = logsnr(sch, 6)
+    (out_a, g_a), (out_b, g_b) = _run(spec, den, x, t, None, None), _run(spec, den, x, t, None, DeviceChecks(False, True))
+    assert torch.equal(out_a, out_b)
+    for a, b in zip(g_a, g_b):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+        assert torch.equal(a, b) or name.startswith("unipc")
+
+
+def test_a_zero_length_step_not_allowed_is_invalid():
+    sch, den, x = setup("vp_discrete")
+    t = logsnr(sch, 6)
+    inner = torch.stack([t, torch.cat([t[:2], t[1:-1]])], 1)
+    checks = DeviceChecks(to_zero=False)
+    SOLVERS["euler"].fn(den, x[:2], inner, on_device=checks)
+    assert checks.valid is not None and checks.valid.tolist() == [True, False]
+
+
+@pytest.mark.parametrize(("column", "rule"), [
+    (0, "finite"), (1, "decreasing"), (2, "in_schedule"), (3, "model_times"), (4, "end"),
+])
+def test_checks_on_the_device_flag_the_invalid_samples(column, rule):
+    """Each rule of ``check_times``, broken in one sample of a per-sample grid, is False there only."""
+    sch, den, x = setup("vp_discrete", n_samples=6)
+    t = logsnr(sch, 5).unsqueeze(1).repeat(1, 6)
+    tm = t.clone()
+    broken = {"finite": (t, 2, float("nan")), "decreasing": (t, 2, float(t[1, 0]) * 1.5),
+              "in_schedule": (t, 3, -0.5), "model_times": (tm, 2, -1.0), "end": (t, 5, 0.0)}
+    grid, i, value = broken[rule]
+    grid[i, column] = value
+    checks = DeviceChecks(to_zero=False)
+    SOLVERS["dpmpp_2m"].fn(den, x, t, tm, on_device=checks)
+    assert checks.valid is not None
+    assert checks.valid.tolist() == [j != column for j in range(6)]
+
+
+def test_checks_on_the_device_refuse_only_shapes():
+    sch, den, x = setup("edm")
+    with pytest.raises(ValueError, match="per-sample t_steps has 2 columns for a batch of 3"):
+        SOLVERS["euler"].fn(den, x, edm(sch, 4).unsqueeze(1).repeat(1, 2), on_device=DeviceChecks(to_zero=False))

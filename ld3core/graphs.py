@@ -1,0 +1,80 @@
+"""Replaying a step of the training loop as a CUDA graph.
+
+An LD3 iteration at batch 2 is bound by kernel launches and host work, not arithmetic: on an
+H200 it cost 1.4-2.1x its network calls (issue 14). A CUDA graph records every kernel of one
+call once and replays them with a single launch. It asks three things of the step it records:
+no value read by the host inside it (a read during capture is an error, and a replay would
+not redo it), static shapes, and every tensor it reads or writes outside itself staying the
+same tensor (the replay works on the recorded addresses; a tensor rebound in Python is one
+the graph no longer sees). ``ld3core.train`` writes its iteration and validation pass that
+way; ``Replay`` runs them and checks the third rule on every device, so that a CPU test
+catches a violation that on a GPU would silently train on stale memory.
+
+torch.compile's ``mode="reduce-overhead"`` failed on the default job because it graphs the
+network call alone while the solver keeps earlier outputs alive (``ld3core.accel``); here the
+whole iteration is one graph, so nothing from inside it outlives a replay except what it
+writes into the run's own tensors (and a validation's returned losses, read before the next
+replay).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+
+class Replay:
+    """``fn()`` run eagerly for its first ``warmup`` calls, then captured once and replayed.
+
+    ``fn`` takes no arguments, reads no value on the host and keeps its effects to the tensors
+    that ``fixed()`` lists (updated in place); what it returns is returned by every call (on a
+    replay: the same tensors, overwritten). On a CUDA device the capture is a
+    ``torch.cuda.CUDAGraph`` (warm-up calls on a side stream, as capture requires); elsewhere
+    every call runs ``fn`` again. On every device each call first checks that ``fixed()`` still
+    names the tensors it named at the first call (same storage), and raises otherwise.
+    """
+
+    def __init__(self, fn: Callable[[], Any], fixed: Callable[[], Sequence[Tensor]], device: torch.device,
+                 warmup: int = 2) -> None:
+        self.fn, self.fixed, self.device, self.warmup = fn, fixed, torch.device(device), warmup
+        self.calls = 0
+        self.addresses: tuple[int, ...] | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: Any = None
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self) -> Any:
+        self._check_fixed()
+        self.calls += 1
+        if self.device.type != "cuda":
+            return self.fn()
+        if self.calls <= self.warmup:
+            return self._on_side_stream()
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self.fn()  # recorded, not run
+        self.graph.replay()
+        return self.out
+
+    def _check_fixed(self) -> None:
+        addresses = tuple(t.data_ptr() for t in self.fixed())
+        if self.addresses is None:
+            self.addresses = addresses
+        elif addresses != self.addresses:
+            moved = [i for i, (a, b) in enumerate(zip(addresses, self.addresses)) if a != b]
+            raise RuntimeError(f"Replay: fixed tensor(s) {moved} were replaced since the first call; a replayed "
+                               "graph would read and write the old ones (update them in place)")
+
+    def _on_side_stream(self) -> Any:
+        main, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            out = self.fn()
+        main.wait_stream(side)
+        return out

@@ -1,0 +1,264 @@
+"""ld3core.graphs and the capture contract of ld3core.train.
+
+CI has no GPU, so a CUDA graph is never captured here (the one CUDA test runs on a lent device,
+``benchmarks/gpu.sh``). What a capture needs of the code is tested on the CPU instead:
+- ``Replay`` checks on every device that the tensors an iteration uses stay in place, so
+  training with ``graphs=True`` through restores, non-finite recoveries and a resume both
+  proves that nothing rebinds them and gives the eager run's result bit for bit;
+- an iteration and a validation pass run on the meta device, where any value read by the host
+  (``.item()``, ``.tolist()``, ``bool()``, a data-dependent shape) raises, and after one call
+  they touch no host tensor (no host-to-device copy inside a graph).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser, ClassConditionalDenoiser, grid_mixture
+from ld3core.config import LD3Config
+from ld3core.denoisers import GuidedNetwork, NetworkDenoiser
+from ld3core.graphs import Replay
+from ld3core.heuristics import heuristic
+from ld3core.losses import make_loss
+from ld3core.schedules import VPDiscrete, VPLinear
+from ld3core.teacher import Pairs, TeacherSpec, teacher_pairs
+from ld3core.train import STATE_TENSORS, _Run, train
+
+SCH = VPLinear()
+DEN = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), SCH)
+TEACHER = TeacherSpec("euler", 300, "logsnr")
+
+
+def l2(a, b):
+    return ((a - b) ** 2).flatten(1).sum(1)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return (teacher_pairs(DEN, TEACHER, range(8), (2,), dtype=torch.float64),
+            teacher_pairs(DEN, TEACHER, range(100, 108), (2,), dtype=torch.float64))
+
+
+@pytest.fixture(scope="module")
+def cond_pairs():
+    model = ClassConditionalDenoiser([grid_mixture(dim=2, per_axis=2, spacing=s) for s in (0.5, 1.0, 2.0)], SCH)
+    return (model, teacher_pairs(model, TEACHER, range(8), (2,), dtype=torch.float64, cond=torch.arange(8) % 3),
+            teacher_pairs(model, TEACHER, range(100, 108), (2,), dtype=torch.float64, cond=torch.arange(8) % 3))
+
+
+def cfg_of(**kw):
+    base = dict(solver="euler", nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=2, val_every=2, lr_xi=2e-2)
+    return LD3Config(**{**base, **kw})
+
+
+def starts(cfg, schedule=SCH):
+    return torch.stack([heuristic(h, schedule, cfg.n_steps) for h in ("time_quadratic", "logsnr")])
+
+
+class NaNBurst:
+    """The exact denoiser, except that calls number [a, b) return NaN."""
+
+    def __init__(self, inner, a, b):
+        self.inner, self.schedule, self.a, self.b, self.n = inner, inner.schedule, a, b, 0
+
+    def __call__(self, x, t):
+        self.n += 1
+        out = self.inner(x, t)
+        return out * float("nan") if self.a <= self.n < self.b else out
+
+
+# Replay.
+def test_replay_runs_the_function_at_every_call_off_a_gpu():
+    state = torch.zeros(3)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        state.add_(1)
+        return state * 2
+
+    replay = Replay(fn, lambda: [state], torch.device("cpu"))
+    outs = [replay() for _ in range(4)]
+    assert len(calls) == 4 and torch.equal(state, torch.full((3,), 4.0))
+    assert [float(o[0]) for o in outs] == [2.0, 4.0, 6.0, 8.0] and not replay.captured
+
+
+def test_replay_refuses_a_tensor_replaced_between_calls():
+    box = {"state": torch.zeros(3)}
+    replay = Replay(lambda: box["state"].add_(1), lambda: [box["state"]], torch.device("cpu"))
+    replay()
+    box["state"].copy_(torch.ones(3))  # in place: fine
+    replay()
+    box["state"] = box["state"] + 1  # a new tensor: a graph would keep writing the old one
+    with pytest.raises(RuntimeError, match=r"fixed tensor\(s\) \[0\] were replaced since the first call"):
+        replay()
+
+
+# Training with graphs=True: the contract holds through a whole run, and the result is eager's.
+CASES = {
+    "euler": dict(),
+    "soft, decoupled, accepted moves, restore": dict(solver="dpmpp_2m", accept_moves=True, restore=True, patience=2),
+    "lambda mode, final zero": dict(solver="unipc", nfe=5, mode="lambda", final="zero"),
+    "hard loss, no remat": dict(solver="ipndm", soft=False, remat=False),
+    "heun, selection on hard": dict(solver="heun", nfe=5, select_on="hard"),
+}
+
+
+def same_training(a, b):
+    assert torch.equal(a.t_steps, b.t_steps) and torch.equal(a.t_model, b.t_model)
+    assert repr(a.history) == repr(b.history) and a.restores == b.restores  # repr: NaN equals NaN
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_training_with_graphs_is_eager_training_bit_for_bit(pairs, case):
+    cfg = cfg_of(**CASES[case])
+    eager = train(DEN, *pairs, starts(cfg), cfg, l2)
+    same_training(train(DEN, *pairs, starts(cfg), cfg, l2, graphs=True), eager)
+
+
+def test_graphs_survive_non_finite_recovery_and_resume(pairs):
+    cfg = cfg_of(remat=False)
+    eager = train(NaNBurst(DEN, 40, 60), *pairs, starts(cfg), cfg, l2)
+    states = []
+    graphed = train(NaNBurst(DEN, 40, 60), *pairs, starts(cfg), cfg, l2, graphs=True, on_checkpoint=states.append)
+    assert eager.restores >= 1
+    same_training(graphed, eager)
+    mid = next(s for s in states if s["iteration"] == 6)
+    resumed = train(NaNBurst(DEN, 10**9, 10**9), *pairs, starts(cfg), cfg, l2, graphs=True, resume=mid)
+    assert torch.equal(resumed.t_steps, train(NaNBurst(DEN, 10**9, 10**9), *pairs, starts(cfg), cfg, l2, resume=mid).t_steps)
+
+
+def test_conditional_training_with_graphs_is_eager_training(cond_pairs):
+    model, tr, va = cond_pairs
+    cfg = cfg_of(solver="dpmpp_2m", val_batch_size=6)
+    same_training(train(model, tr, va, starts(cfg), cfg, l2, graphs=True), train(model, tr, va, starts(cfg), cfg, l2))
+
+
+def test_a_collapsed_step_is_a_non_finite_loss_not_an_exception(pairs):
+    """Step times whose softmax underflows give a zero-length step: under device checks that grid is
+    invalid, so the iteration skips that start's update and validation restores it."""
+    cfg = cfg_of(solver="dpmpp_2m", remat=False)
+    run = _Run(DEN, *pairs, starts(cfg), cfg, l2)
+    run.xi[0, 1] = -1e4  # step 1 of start 0 has length 0
+    before = run.xi.clone()
+    run.step(torch.tensor([0, 1]))
+    assert run.bad.tolist() == [True, False]
+    assert torch.equal(run.xi[0], before[0]) and not torch.equal(run.xi[1], before[1])
+
+
+# No value read by the host inside an iteration or a validation.
+class HostTensors(TorchDispatchMode):
+    """Records every operation that brings a host tensor of more than one value to the device: a
+    copy to the device, or an operation on both (host-only work, such as a schedule constant
+    computed from Python floats, runs once at capture and is fine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        flat, _ = tree_flatten((args, kwargs or {}, out))
+        tensors = [a for a in flat if isinstance(a, torch.Tensor)]
+        host = any(a.device.type == "cpu" and a.dim() > 0 for a in tensors)
+        if host and any(a.device.type == "meta" for a in tensors):
+            self.seen.append(str(func))
+        return out
+
+
+class TinyEps(torch.nn.Module):
+    """A small conditional eps-network: what matters is that it is a torch module on the run's device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.embed = torch.nn.Embedding(4, 3)
+
+    def forward(self, x, t, cond=None):
+        h = self.conv(x) * (t / 1000).reshape(-1, 1, 1, 1)
+        return h if cond is None else h + self.embed(cond).reshape(-1, 3, 1, 1)
+
+
+def meta_run(cfg, conditional=False):
+    """A run built on the CPU, then moved to the meta device (state, pairs, network, loss)."""
+    net = TinyEps()
+    sch = VPDiscrete.linear()
+    den = (GuidedNetwork(net, sch, "eps", torch.tensor(3), 2.0) if conditional
+           else NetworkDenoiser(lambda x, t: net(x, t), sch, "eps"))
+    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = torch.tensor([0, 1, 2, 0, 1, 2]) if conditional else None
+    tr, va = Pairs(x[:4], x[:4].flip(1), None if cond is None else cond[:4]), Pairs(x[4:], x[4:], None if cond is None else cond[4:])
+    loss = make_loss(cfg.loss)
+    run = _Run(den, tr, va, starts(cfg, sch), cfg, loss)
+    meta = torch.device("meta")
+    for name in STATE_TENSORS:
+        setattr(run, name, getattr(run, name).to(meta))
+    run.opt = {k: v.to(meta) for k, v in run.opt.items()}
+    run.bad, run.loss_sum, run.idx = run.bad.to(meta), run.loss_sum.to(meta), run.idx.to(meta)
+    run.train, run.val = [Pairs(*(None if v is None else v.to(meta) for v in (p.x_T, p.x_0, p.cond))) for p in (tr, va)]
+    net.to(meta)
+    if isinstance(loss, torch.nn.Module):
+        loss.to(meta)
+    return run
+
+
+META_CASES = {
+    "lpips, soft, decoupled, accepted moves": (dict(solver="dpmpp_2m", loss="lpips", accept_moves=True), False),
+    "unipc, lambda mode, final zero, guided": (dict(solver="unipc", nfe=5, mode="lambda", final="zero"), True),
+    "heun, target diffusers (integer timesteps)": (dict(solver="heun", nfe=5, target="diffusers", decoupled=False, final="zero"), False),
+    "ipndm, hard loss": (dict(solver="ipndm", soft=False, loss="l2"), False),
+}
+
+
+@pytest.mark.parametrize("case", META_CASES)
+def test_an_iteration_and_a_validation_read_nothing_on_the_host(case):
+    kw, conditional = META_CASES[case]
+    cfg = LD3Config(**{**dict(nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=1, batch_size=2, val_batch_size=4), **kw})
+    run = meta_run(cfg, conditional)
+    work = [lambda: run._iterate(False), lambda: run._iterate(True), lambda: run._validation_losses(True),
+            lambda: run._validation_losses(False)]
+    for fn in work:  # raises on any host read: meta tensors have no values
+        fn()
+    made = []
+
+    def recording(make):
+        def made_on(*args, **kw):
+            out = make(*args, **kw)
+            made.append(out.device.type) if out.device.type != "cpu" else None
+            return out
+        return made_on
+
+    with pytest.MonkeyPatch.context() as patch, HostTensors() as mode:  # a second call, as capture follows warm-up
+        patch.setattr(torch, "tensor", recording(torch.tensor))  # Python data put on the device: a host copy
+        patch.setattr(torch, "as_tensor", recording(torch.as_tensor))
+        for fn in work:
+            fn()
+    assert mode.seen == [] and made == []
+
+
+def test_the_meta_device_catches_a_host_read():
+    """The check above can fail: the solvers' host-side grid check, as a plain solve runs it, raises there."""
+    from ld3core.solvers import get_solver
+
+    run = meta_run(LD3Config(solver="euler", nfe=4, loss="l2", batch_size=2))
+    t = run.times(run.xi, run.xic)[0][0]
+    with pytest.raises(RuntimeError, match="meta"):
+        get_solver("euler").fn(run.base, run.train.x_T, t)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by benchmarks/gpu.sh)")
+def test_captured_training_on_cuda_matches_eager(pairs):
+    """On a GPU the iterations and validations are replayed CUDA graphs; the learned times are eager's
+    to float rounding (the graph runs the same kernels)."""
+    device = torch.device("cuda")
+    tr, va = [Pairs(p.x_T.to(device), p.x_0.to(device)) for p in pairs]
+    for case in CASES.values():
+        cfg = cfg_of(**case)
+        init = starts(cfg).to(device)
+        eager = train(DEN, tr, va, init, cfg, l2)
+        graphed = train(DEN, tr, va, init, cfg, l2, graphs=True)
+        torch.testing.assert_close(graphed.t_steps, eager.t_steps, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(graphed.t_model, eager.t_model, rtol=1e-9, atol=1e-12)
