@@ -65,8 +65,9 @@ from ld3core.heuristics import heuristic
 from ld3core.losses import make_loss
 from ld3core.optimize import JobConfig, run_job
 from ld3core.schedules import VPDiscrete
+from ld3core.solvers import get_solver
 from ld3core.teacher import Pairs, TeacherSpec, prior_noise
-from ld3core.train import train
+from ld3core.train import train, validation_passes
 
 SHAPE = (3, 32, 32)
 MiB = 2**20
@@ -113,14 +114,18 @@ def job_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.devic
     # run_job synchronises at its phase boundaries; training and validation are split inside
     # train(), whose validation ends in a host read, so each phase's clock holds its own work.
     t0 = time.perf_counter()
-    res = run_job(den, SHAPE, cfg, loss_fn, device=device)
+    res = run_job(den, SHAPE, cfg, loss_fn, device=device, graphs=args.graphs)
     total = time.perf_counter() - t0
+    full, single = validation_passes(cfg.ld3, cfg.n_train // cfg.ld3.batch_size)
     return {"config": cfg.to_dict(), "timings": res.timings, "total_s": total, "iterations": res.train.iterations,
-            "validations": len(res.train.history), "pairs": args.n_train + args.n_val + args.n_test,
-            "schedules_scored": len(cfg.heuristics), "schedules_tested": len(cfg.heuristics) + 1}
+            "validations": len(res.train.history), "validation_passes": [full, single],
+            "pairs": cfg.n_train + cfg.n_val + cfg.n_test, "graphs": args.graphs,
+            "schedules_scored": len(cfg.heuristics), "schedules_tested": len(cfg.heuristics) + 1,
+            "learned": {"t_steps": res.learned_t_steps.tolist(), "t_model": res.learned_t_model.tolist()},
+            "test": res.test, "source": res.source, "device": str(device)}
 
 
-def job_section(r: dict[str, Any]) -> str:
+def job_section(r: dict[str, Any], floor: dict[str, float] | None = None) -> str:
     t, c = r["timings"], r["config"]
     rows = [
         ("teacher pairs", t["teacher_s"], r["pairs"], f"pair ({c['teacher']['solver']}, NFE {c['teacher']['nfe']})"),
@@ -129,38 +134,120 @@ def job_section(r: dict[str, Any]) -> str:
         ("validation", t["validation_s"], r["validations"], "validation (hard + soft)"),
         ("held-out evaluation", t["evaluation_s"], r["schedules_tested"], f"schedule on {c['n_test']} test pairs"),
     ]
-    out = [(name, f"{s:.2f}", str(n), f"{s / n:.3f}", unit) for name, s, n, unit in rows]
-    out.append(("other", f"{r['total_s'] - sum(t.values()):.2f}", "", "", ""))
-    out.append(("**total**", f"**{r['total_s']:.2f}**", "", "", ""))
-    return (f"## 1. Job wall time: NFE {c['ld3']['nfe']}, {c['n_train']}/{c['n_val']}/{c['n_test']} train/val/test "
-            f"pairs, {r['iterations']} iterations, {c['starts']} start(s)\n\n"
-            + md(["phase", "total s", "count", "s per unit", "unit"], out)
+    floors = {"training": (floor or {}).get("training_s"), "validation": (floor or {}).get("validation_s")}
+    out = []
+    for name, s, n, unit in rows:
+        f = floors.get(name)
+        out.append((name, f"{s:.2f}", str(n), f"{s / n:.3f}", unit, "" if f is None else f"{f:.2f}",
+                    "" if f is None else f"{s / f:.2f}"))
+    out.append(("other", f"{r['total_s'] - sum(t.values()):.2f}", "", "", "", "", ""))
+    out.append(("**total**", f"**{r['total_s']:.2f}**", "", "", "", "", ""))
+    mode = ("eager" if not r.get("graphs") else "iterations and validations replayed as CUDA graphs"
+            if r.get("device", "cuda").startswith("cuda") else "graphs=True: on a CPU, eager with the graph contract checked")
+    return (f"## 1. Job wall time ({mode}): NFE {c['ld3']['nfe']}, {c['n_train']}/{c['n_val']}/{c['n_test']} "
+            f"train/val/test pairs, {r['iterations']} iterations, {c['starts']} start(s)\n\n"
+            + md(["phase", "total s", "count", "s per unit", "unit", "floor s", "ratio"], out)
             + "\n\nFrom run_job's own timings. Training includes the epoch-end step on the validation x'_T (one "
-            "solve with backward over the validation pairs per epoch); 'other' is the rest of run_job.\n")
+            "solve with backward over the validation pairs per epoch); 'other' is the rest of run_job. "
+            + (floor_note(floor) if floor else "") + "\n")
+
+
+# 1b. The job's floor: its network calls alone, each replayed as a CUDA graph at the job's batch sizes.
+def job_floor(unet: UNet2DModel, job: dict[str, Any], device: torch.device, repeats: int) -> dict[str, Any]:
+    """What training and validation would cost if they were only their network calls, each call a
+    replayed CUDA graph (eager on a CPU) at the batch the job runs it at: per iteration, calls x
+    (forward + forward/backward) with rematerialization (calls x forward/backward without) at
+    starts x batch_size; per epoch end, the same over the validation x'_T in chunks of
+    4 x batch_size per start; per validation pass, calls x forward over the chunks of
+    ``val_batch_size`` (both the hard and the soft half in a full pass). The loss is not included."""
+    c, ld3 = job["config"], job["config"]["ld3"]
+    k = c["starts"] if c["init"] == "best" else 1
+    calls = get_solver(ld3["solver"]).nfe(LD3Config.from_dict(ld3).n_steps)
+    per_start = max(1, ld3["val_batch_size"] // k)
+    chunks = lambda n, size: [min(size, n - i) for i in range(0, n, size)]  # noqa: E731
+    fwd: dict[int, float] = {}
+    fwd_bwd: dict[int, float] = {}
+
+    def cost(table: dict[int, float], b: int, backward: bool) -> float:
+        if b not in table:
+            table[b] = network_call(unet, device, b, backward, repeats)
+        return table[b]
+
+    def with_grad(b: int) -> float:
+        return cost(fwd_bwd, b, True) + (cost(fwd, b, False) if ld3["remat"] else 0.0)
+
+    iteration = calls * with_grad(k * ld3["batch_size"])
+    epochs = ld3["phase1_epochs"] + ld3["phase2_epochs"]
+    val_move = sum(calls * with_grad(k * n) for n in chunks(c["n_val"], 4 * ld3["batch_size"])) if ld3["soft"] else 0.0
+    full, single = job["validation_passes"]
+    one = sum(calls * cost(fwd, k * n, False) for n in chunks(c["n_val"], per_start))
+    both = sum(calls * cost(fwd, k * n, False) for n in chunks(2 * c["n_val"] if ld3["soft"] else c["n_val"], per_start))
+    return {"iteration_s": iteration, "training_s": job["iterations"] * iteration + epochs * val_move,
+            "validation_s": full * both + single * one, "calls_per_solve": calls, "starts": k,
+            "forward_s": fwd, "forward_backward_s": fwd_bwd, "cuda_graphs": device.type == "cuda"}
+
+
+def network_call(unet: UNet2DModel, device: torch.device, batch: int, backward: bool, repeats: int) -> float:
+    """Median time of one network call at ``batch`` (forward, or forward + backward to the input),
+    replayed as a CUDA graph on a CUDA device, eager elsewhere."""
+    x = torch.randn(batch, *SHAPE, device=device, requires_grad=backward)
+    t = torch.full((batch,), 500.0, device=device)
+
+    def call() -> None:
+        if backward:
+            (g,) = torch.autograd.grad(unet(x, t).sample.sum(), x)
+        else:
+            with torch.no_grad():
+                unet(x, t)
+
+    if device.type != "cuda":
+        return timed(call, device, repeats)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            call()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    return timed(graph.replay, device, repeats)
+
+
+def floor_note(floor: dict[str, Any]) -> str:
+    how = "replayed as CUDA graphs" if floor["cuda_graphs"] else "eager (no CUDA graphs on this device)"
+    return (f"Floor: the phase's network calls alone ({floor['calls_per_solve']} per solve, {floor['starts']} start(s) "
+            f"per call), each {how} at the job's batch sizes, loss excluded (`job_floor`); ratio = measured / floor, "
+            f"the figure to drive towards 1. One iteration's floor: {floor['iteration_s'] * 1e3:.1f} ms.")
 
 
 # 2. Peak memory of one training iteration (each configuration in its own process).
 class IterationProbe:
     """``should_stop`` for train(), which polls it right before every iteration: it lets the
-    first iteration warm up (the first backward of a process allocates caches once), measures
-    the second (wall time, and peak memory if asked), then stops training."""
+    first ``warm`` iterations run (the first backward of a process allocates caches once; with
+    graphs, two eager warm-up iterations precede the capture), measures the next one (wall
+    time, and peak memory if asked), then stops training. With graphs the measured iteration is
+    the capture and first replay, whose peak is the graph's working memory; its wall time is
+    taken from the replay after it (``time_after``)."""
 
-    def __init__(self, device: torch.device, memory: bool) -> None:
+    def __init__(self, device: torch.device, memory: bool, warm: int = 1, time_after: int = 0) -> None:
         self.device, self.memory, self.calls, self.result = device, memory, 0, {}
+        self.warm, self.time_after = warm, time_after
 
     def __call__(self) -> bool:
         sync(self.device)
         self.calls += 1
-        if self.calls == 1:
-            return False
-        if self.calls == 2:
+        measured = self.warm + 1
+        if self.calls == measured:
             self.base = reset_peak(self.device) if self.memory else 0.0
-            self.t0 = time.perf_counter()
-            return False
-        self.result = {"iteration_s": time.perf_counter() - self.t0}
-        if self.memory:
+        elif self.calls == measured + 1 and self.memory:
             self.result.update(read_peak(self.device, self.base))
-        return True
+        if self.calls == measured + self.time_after:
+            self.t0 = time.perf_counter()
+        elif self.calls == measured + self.time_after + 1:
+            self.result["iteration_s"] = time.perf_counter() - self.t0
+            return True
+        return False
 
 
 def reset_peak(device: torch.device) -> float:
@@ -185,16 +272,18 @@ def proc_status(key: str) -> float:
 
 def one_iteration(den: NetworkDenoiser, args: argparse.Namespace, device: torch.device, nfe: int, remat: bool,
                   memory: bool) -> dict[str, float]:
-    """Phase-2 iterations through the public train(): 6 training pairs at batch 2 make three
-    iterations per epoch, so neither an epoch end nor a validation follows the first two."""
+    """Phase-2 iterations through the public train(), at batch 2, in one epoch long enough that
+    neither an epoch end nor a validation comes before the measured one."""
     cfg = LD3Config(solver=args.solver, nfe=nfe, loss=args.loss, remat=remat, phase1_epochs=0, phase2_epochs=1,
                     val_every=10**9)
-    x = prior_noise(range(8), SHAPE, den.schedule.sigma_T, device=device)
+    warm, time_after = (3, 1) if args.graphs else (1, 0)
+    n_train = 2 * (warm + time_after + 3)
+    x = prior_noise(range(n_train + 2), SHAPE, den.schedule.sigma_T, device=device)
     target = torch.zeros_like(x)  # the teacher's outputs do not change the cost
     init = heuristic("logsnr", den.schedule, cfg.n_steps)[None].to(device)
-    probe = IterationProbe(device, memory)
-    train(den, Pairs(x[:6], target[:6]), Pairs(x[6:], target[6:]), init, cfg, make_loss(args.loss, device=device),
-          should_stop=probe)
+    probe = IterationProbe(device, memory, warm, time_after)
+    train(den, Pairs(x[:n_train], target[:n_train]), Pairs(x[n_train:], target[n_train:]), init, cfg,
+          make_loss(args.loss, device=device), should_stop=probe, graphs=args.graphs)
     return probe.result
 
 
@@ -320,6 +409,10 @@ def parse_args() -> argparse.Namespace:
                    help="table 1 runs the full default job: JobConfig()'s pair counts, epochs and starts "
                         "(overrides --n-*, --phase*-epochs, --starts)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network call (inductor; no CUDA graphs)")
+    p.add_argument("--graphs", action="store_true",
+                   help="replay training iterations and validations as CUDA graphs (train(graphs=True))")
+    p.add_argument("--floor", action="store_true",
+                   help="table 1 also gives each phase's floor: its network calls replayed as CUDA graphs")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per network measurement")
     p.add_argument("--threads", type=int, help="CPU intra-op threads (default: torch's); 1 is steadier when shared")
     p.add_argument("--child", help=argparse.SUPPRESS)  # [nfe, remat]: one memory run, JSON on stdout
@@ -344,13 +437,16 @@ def main() -> None:
     name = "small UNet" if args.small else "DDPM CIFAR-10 UNet"
     hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU thread(s)"
     print(f"# LD3 training cost: {name} ({n_params / 1e6:.2f}M parameters), {args.solver}, loss {args.loss}, "
-          f"{device} ({hw}), torch {torch.__version__}{', torch.compile' if args.compile else ''}\n")
+          f"{device} ({hw}), torch {torch.__version__}{', torch.compile' if args.compile else ''}"
+          f"{', CUDA graphs' if args.graphs else ''}\n")
     results: dict[str, Any] = {"device": str(device), "params": n_params, "args": vars(args)}
     if "network" in args.only or "memory" in args.only:  # table 2 compares against the network alone
         results["network"] = network_cost(unet, device, args.repeats)
     if "job" in args.only:
         results["job"] = job_cost(den, args, device)
-        print(job_section(results["job"]))
+        if args.floor:
+            results["floor"] = job_floor(unet, results["job"], device, args.repeats)
+        print(job_section(results["job"], results.get("floor")))
     if "memory" in args.only:
         results["memory"] = memory_cost(den, args, device)
         print(memory_section(results["memory"], results["network"], device))

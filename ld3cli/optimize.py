@@ -33,6 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--device", default="cpu")
     o.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     o.add_argument("--compile", action="store_true", help="torch.compile the network call (inductor; no CUDA graphs)")
+    o.add_argument("--graphs", action="store_true",
+                   help="replay training iterations and validations as CUDA graphs (on a CUDA device; ld3core.graphs)")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.add_argument("--out", help="also write the JSON result to this file")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -123,7 +125,7 @@ def optimize(args: argparse.Namespace) -> int:
     den = compile_denoiser(model.denoiser, args.device) if args.compile else model.denoiser
     try:
         res = run_job(den, model.sample_shape, cfg, make_loss(cfg.ld3.loss, device=args.device),
-                      device=args.device, dtype=getattr(torch, args.dtype), on_progress=bar)
+                      device=args.device, dtype=getattr(torch, args.dtype), on_progress=bar, graphs=args.graphs)
     finally:
         bar.close()
     report = {"model": args.model, **res.to_dict()}

@@ -205,11 +205,13 @@ def run_job(
     pairs: dict[str, Pairs] | None = None,
     conditions: Conditions | None = None,
     features: Features | None = None,
+    graphs: bool = False,
 ) -> JobResult:
     """Run an LD3 job end to end. ``resume`` is a state handed to ``on_checkpoint`` earlier;
     ``pairs`` ("train", "val", "test") skips the teacher when the caller already has them;
     ``conditions`` (seeds -> per-sample conditions) is required for a conditional denoiser;
-    ``features`` (samples -> feature vectors) adds the guard's distribution check."""
+    ``features`` (samples -> feature vectors) adds the guard's distribution check; ``graphs``
+    replays training iterations and validations as CUDA graphs on a CUDA device (``train``)."""
     ld3, sch, n = cfg.ld3, denoiser.schedule, cfg.ld3.n_steps
     timings: dict[str, float] = {}
 
@@ -231,7 +233,7 @@ def run_job(
     timings["init_s"] = _clock(device) - t0
 
     tr = train(denoiser, splits["train"], splits["val"], torch.stack([raw[h] for h in chosen]), ld3, loss_fn,
-               on_progress=on_progress, on_checkpoint=on_checkpoint, should_stop=should_stop, resume=resume)
+               on_progress=on_progress, on_checkpoint=on_checkpoint, should_stop=should_stop, resume=resume, graphs=graphs)
     timings.update(tr.timings)
     if tr.stopped:
         raise JobStopped(tr)

@@ -131,6 +131,7 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.t_val = 0.0
         self.idx = torch.zeros(cfg.batch_size, dtype=torch.long, device=dev)  # the iteration's training pairs
+        self._perm: tuple[int, Tensor | None] = (-1, None)  # (epoch, its permutation on the device)
         # Phase 1 and phase 2 iterations, full and selection-only validations: each its own graph.
         self.iterations = {p: self._replayable(lambda p=p: self._iterate(p), graphs) for p in (False, True)}
         self.validations = {f: self._replayable(lambda f=f: self._validation_losses(f), graphs) for f in (False, True)}
@@ -384,11 +385,13 @@ class _Run:
         self.history = list(st["history"])
 
     def batch_indices(self, iteration: int) -> Tensor:
-        """Epoch-seeded permutation: the data order depends only on (seed, epoch)."""
+        """Epoch-seeded permutation: the data order depends only on (seed, epoch). It is made on the
+        host and copied to the device once per epoch (a copy from host memory waits for the device)."""
         epoch, pos = divmod(iteration, self.ipe)
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.train), generator=g)
-        return perm[pos * self.cfg.batch_size : (pos + 1) * self.cfg.batch_size]
+        if self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(len(self.train), generator=g).to(self.device))
+        return self._perm[1][pos * self.cfg.batch_size : (pos + 1) * self.cfg.batch_size]
 
 
 def validation_passes(cfg: LD3Config, per_epoch: int) -> tuple[int, int]:

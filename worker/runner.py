@@ -146,7 +146,7 @@ def _run(job: Claimed, loaded: LoadedModel, cfg: JobConfig, resume: dict[str, An
     rep = Reporter(factory, job.id, worker, lease, settings, cfg.n_train // cfg.ld3.batch_size, Eta(cost))
     return run_model_job(loaded, cfg, **conditioning(job.options), device=device, model_root=settings.model_root,
                          on_progress=rep.on_progress, on_checkpoint=rep.on_checkpoint, should_stop=rep.should_stop,
-                         resume=resume)
+                         resume=resume, graphs=settings.cuda_graphs)
 
 
 def _stopped(factory: sessionmaker[Session], job: Claimed, worker: str, lease: Lease) -> str:

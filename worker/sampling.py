@@ -141,6 +141,7 @@ def run_model_job(
     should_stop: Callable[[], bool] | None = None,
     resume: dict[str, Any] | None = None,
     model_root: str | os.PathLike | None = None,
+    graphs: bool = False,
 ) -> JobResult:
     """``run_job`` for a catalog model, with the loss named by ``cfg.ld3.loss`` and, given
     ``model_root``, the guard's feature map the catalog names: what the worker runs for a job
@@ -150,7 +151,7 @@ def run_model_job(
                          model_root=model_root)
     return run_job(inputs.denoiser, inputs.sample_shape, cfg, inputs.loss_fn, device=device, dtype=dtype,
                    conditions=inputs.conditions, features=inputs.features, on_progress=on_progress, on_checkpoint=on_checkpoint,
-                   should_stop=should_stop, resume=resume)
+                   should_stop=should_stop, resume=resume, graphs=graphs)
 
 
 def _labels(loaded: LoadedModel, labels: Sequence[int] | Tensor, n: int, device: torch.device | str) -> Tensor:

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Every GPU measurement of issue 14 in one go, within 10 minutes on one H200:
+#   0. the CUDA test of ld3core.graphs (captured training = eager training to rounding);
+#   1. the full default job at NFE 7 (JobConfig defaults: 50/50/300 pairs, 2+5 epochs, 3 starts),
+#      eager, then with its iterations and validations replayed as CUDA graphs, each phase next
+#      to its floor (its network calls alone, replayed as CUDA graphs at the job's batch sizes);
+#   2. peak memory and time of one iteration at NFE 4 and 20, with and without rematerialization,
+#      on the graph path, and the network alone;
+#   3. the Stable-Diffusion-size job (benchmarks/sd_job_cost.py): per phase, peak memory, one
+#      iteration with and without rematerialization;
+#   4. benchmarks/gpu_report.py: the summary (targets, eager vs graphs schedule and test loss).
+#
+# The device machine has torch but not diffusers, and the 64 MiB transfer cannot hold the LPIPS-VGG
+# weights (59 MB), so the loss is LPIPS-AlexNet (as in the README's earlier GPU figures):
+#   here, once:       benchmarks/gpu.sh --prepare     (fills .gpu/, which git ignores)
+#   on the device:    benchmarks/gpu.sh OUTDIR        (carry .gpu)
+# With the device tool: run(command="benchmarks/gpu.sh $OUT", carry=[".gpu"], timeout_s=600).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--prepare" ]; then
+  set -e
+  mkdir -p .gpu/weights
+  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+  py=${PYTHON:-.venv/bin/python}
+  "$py" -m pip download -q --no-deps --only-binary=:all: -d .gpu "diffusers==$("$py" -c 'import diffusers; print(diffusers.__version__)')"
+  "$py" -c 'from ld3core.lpips_weights import cache_path; print(cache_path("alex"))' | xargs -I{} cp {} .gpu/weights/
+  du -sh .gpu
+  exit 0
+fi
+
+out=${1:?usage: $0 OUTDIR | --prepare}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 LD3_WEIGHTS_DIR=$PWD/.gpu/weights
+if [ -d .gpu ] && ls .gpu/*.whl >/dev/null 2>&1; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+log=$out/gpu.log
+start=$(date +%s)
+left() { echo $(( 590 - ($(date +%s) - start) )); }
+step() {  # step NAME SECONDS CMD...: run with a time limit, log, go on after a failure
+  local name=$1 limit=$2; shift 2
+  (( limit > $(left) )) && limit=$(left)
+  if (( limit < 20 )); then echo "== $name: skipped, $(left) s left" | tee -a "$log"; return; fi
+  echo "== $name (limit ${limit} s, $(left) s left)" | tee -a "$log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  (( rc != 0 )) && echo "== $name: exit $rc" | tee -a "$log"
+}
+nvidia-smi -L 2>&1 | tee -a "$log"
+"$py" -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__)' 2>&1 | tee -a "$log"
+
+tc=(benchmarks/train_cost.py --device cuda --loss lpips_alex)
+step "graphs test" 90 "$py" -m pytest --noconftest -p no:cacheprovider -q tests/ld3core/test_graphs.py -k cuda
+step "job, eager" 200 "${tc[@]}" --only job network --default-job --job-nfe 7 --floor --json "$out/job_eager.json"
+step "job, CUDA graphs" 120 "${tc[@]}" --only job network --default-job --job-nfe 7 --floor --graphs --json "$out/job_graphs.json"
+step "memory, CUDA graphs" 90 "${tc[@]}" --only memory network --nfe 4 20 --graphs --json "$out/memory.json"
+step "Stable-Diffusion-size job" 240 "$py" benchmarks/sd_job_cost.py --device cuda --loss lpips_alex --json "$out/sd_job.json"
+"$py" benchmarks/gpu_report.py "$out" | tee "$out/summary.md"
