@@ -151,9 +151,10 @@ def test_a_collapsed_step_is_a_non_finite_loss_not_an_exception(pairs):
 
 # No value read by the host inside an iteration or a validation.
 class HostTensors(TorchDispatchMode):
-    """Records every operation that brings a host tensor of more than one value to the device: a
-    copy to the device, or an operation on both (host-only work, such as a schedule constant
-    computed from Python floats, runs once at capture and is fine)."""
+    """Records every operation that brings a host tensor to the device: a copy, or an operation on
+    both with a host tensor of more than one value (a one-value host tensor in arithmetic is a
+    scalar argument; host-only work, such as a schedule constant computed from Python floats,
+    runs once at capture and is fine)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -163,7 +164,8 @@ class HostTensors(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         flat, _ = tree_flatten((args, kwargs or {}, out))
         tensors = [a for a in flat if isinstance(a, torch.Tensor)]
-        host = any(a.device.type == "cpu" and a.dim() > 0 for a in tensors)
+        copy = func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default)  # a copy: even of one value
+        host = any(a.device.type == "cpu" and (a.dim() > 0 or copy) for a in tensors)
         if host and any(a.device.type == "meta" for a in tensors):
             self.seen.append(str(func))
         return out
@@ -182,42 +184,77 @@ class TinyEps(torch.nn.Module):
         return h if cond is None else h + self.embed(cond).reshape(-1, 3, 1, 1)
 
 
-def meta_run(cfg, conditional=False):
-    """A run built on the CPU, then moved to the meta device (state, pairs, network, loss)."""
-    net = TinyEps()
+def tiny_model(kind):
+    """(denoiser, modules, sample shape, conditions or None, decode or None) of a small network of
+    ``kind``: "toy" (a conv), "guided" (the toy with labels and guidance), "unet" (diffusers'
+    UNet2DModel, as benchmarks/train_cost.py runs), "sd" (diffusers' UNet2DConditionModel on text
+    embeddings with guidance, its loss after an AutoencoderKL decoder, as benchmarks/sd_job_cost.py)."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
+
+    from tests.tiny_pipelines import tiny_vae
+
+    torch.manual_seed(0)
     sch = VPDiscrete.linear()
-    den = (GuidedNetwork(net, sch, "eps", torch.tensor(3), 2.0) if conditional
-           else NetworkDenoiser(lambda x, t: net(x, t), sch, "eps"))
-    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    cond = torch.tensor([0, 1, 2, 0, 1, 2]) if conditional else None
-    tr, va = Pairs(x[:4], x[:4].flip(1), None if cond is None else cond[:4]), Pairs(x[4:], x[4:], None if cond is None else cond[4:])
-    loss = make_loss(cfg.loss)
-    run = _Run(den, tr, va, starts(cfg, sch), cfg, loss)
+    if kind in ("toy", "guided"):
+        net = TinyEps()
+        if kind == "toy":
+            return NetworkDenoiser(lambda x, t: net(x, t), sch, "eps"), [net], (3, 8, 8), None, None
+        return GuidedNetwork(net, sch, "eps", torch.tensor(3), 2.0), [net], (3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2]), None
+    if kind == "unet":
+        unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(16, 16), layers_per_block=1,
+                           norm_num_groups=8, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                           up_block_types=("AttnUpBlock2D", "UpBlock2D")).eval().requires_grad_(False)
+        return NetworkDenoiser(lambda x, t: unet(x, t).sample, sch, "eps"), [unet], (3, 8, 8), None, None
+    unet = UNet2DConditionModel(sample_size=4, in_channels=4, out_channels=4, block_out_channels=(16, 16), layers_per_block=1,
+                                norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                                attention_head_dim=4).eval().requires_grad_(False)
+    vae = tiny_vae(3).eval().requires_grad_(False)
+    den = GuidedNetwork(lambda x, t, c: unet(x, t, encoder_hidden_states=c).sample, VPDiscrete.scaled_linear(), "eps",
+                        torch.zeros(8, 16), 7.5)
+    return den, [unet, vae], (4, 4, 4), torch.randn(6, 8, 16), lambda z: vae.decode(z / 0.5).sample
+
+
+def meta_run(cfg, kind="toy"):
+    """A run built on the CPU, then moved to the meta device (state, pairs, network, loss)."""
+    den, modules, shape, cond, decode = tiny_model(kind)
+    x = torch.randn(6, *shape, generator=torch.Generator().manual_seed(0))
+    tr = Pairs(x[:4], x[:4].flip(1), None if cond is None else cond[:4])
+    va = Pairs(x[4:], x[4:], None if cond is None else cond[4:])
+    loss = make_loss(cfg.loss, decode=decode)
+    run = _Run(den, tr, va, starts(cfg, den.schedule), cfg, loss)
     meta = torch.device("meta")
     for name in STATE_TENSORS:
         setattr(run, name, getattr(run, name).to(meta))
     run.opt = {k: v.to(meta) for k, v in run.opt.items()}
     run.bad, run.loss_sum, run.idx = run.bad.to(meta), run.loss_sum.to(meta), run.idx.to(meta)
     run.train, run.val = [Pairs(*(None if v is None else v.to(meta) for v in (p.x_T, p.x_0, p.cond))) for p in (tr, va)]
-    net.to(meta)
-    if isinstance(loss, torch.nn.Module):
+    for module in modules:
+        module.to(meta)
+    if hasattr(den, "uncond"):  # a loaded model's null condition lives on its device
+        den.uncond = den.uncond.to(meta)
+    if isinstance(getattr(loss, "__self__", loss), torch.nn.Module):
         loss.to(meta)
+    for lpips in [c for c in getattr(loss, "__closure__", None) or () if isinstance(c.cell_contents, torch.nn.Module)]:
+        lpips.cell_contents.to(meta)
     return run
 
 
 META_CASES = {
-    "lpips, soft, decoupled, accepted moves": (dict(solver="dpmpp_2m", loss="lpips", accept_moves=True), False),
-    "unipc, lambda mode, final zero, guided": (dict(solver="unipc", nfe=5, mode="lambda", final="zero"), True),
-    "heun, target diffusers (integer timesteps)": (dict(solver="heun", nfe=5, target="diffusers", decoupled=False, final="zero"), False),
-    "ipndm, hard loss": (dict(solver="ipndm", soft=False, loss="l2"), False),
+    "lpips, soft, decoupled, accepted moves": (dict(solver="dpmpp_2m", loss="lpips", accept_moves=True), "toy"),
+    "unipc, lambda mode, final zero, guided": (dict(solver="unipc", nfe=5, mode="lambda", final="zero"), "guided"),
+    "heun, target diffusers (integer timesteps)": (dict(solver="heun", nfe=5, target="diffusers", decoupled=False, final="zero"), "toy"),
+    "ipndm, hard loss": (dict(solver="ipndm", soft=False, loss="l2"), "toy"),
+    "diffusers UNet2DModel, lpips_alex": (dict(solver="unipc", loss="lpips_alex"), "unet"),
+    "SD layout: text, guidance, lpips after the VAE": (dict(solver="dpmpp_2m", nfe=6, loss="lpips_alex"), "sd"),
 }
 
 
 @pytest.mark.parametrize("case", META_CASES)
 def test_an_iteration_and_a_validation_read_nothing_on_the_host(case):
-    kw, conditional = META_CASES[case]
+    kw, kind = META_CASES[case]
     cfg = LD3Config(**{**dict(nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=1, batch_size=2, val_batch_size=4), **kw})
-    run = meta_run(cfg, conditional)
+    run = meta_run(cfg, kind)
     work = [lambda: run._iterate(False), lambda: run._iterate(True), lambda: run._validation_losses(True),
             lambda: run._validation_losses(False)]
     for fn in work:  # raises on any host read: meta tensors have no values
