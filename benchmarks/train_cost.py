@@ -134,7 +134,8 @@ def job_section(r: dict[str, Any], floor: dict[str, float] | None = None) -> str
         ("validation", t["validation_s"], r["validations"], "validation (hard + soft)"),
         ("held-out evaluation", t["evaluation_s"], r["schedules_tested"], f"schedule on {c['n_test']} test pairs"),
     ]
-    floors = {"training": (floor or {}).get("training_s"), "validation": (floor or {}).get("validation_s")}
+    floors = {name: (floor or {}).get(key) for name, key in (("teacher pairs", "teacher_s"), ("heuristic scoring", "init_s"),
+              ("training", "training_s"), ("validation", "validation_s"), ("held-out evaluation", "evaluation_s"))}
     out = []
     for name, s, n, unit in rows:
         f = floors.get(name)
@@ -154,12 +155,14 @@ def job_section(r: dict[str, Any], floor: dict[str, float] | None = None) -> str
 
 # 1b. The job's floor: its network calls alone, each replayed as a CUDA graph at the job's batch sizes.
 def job_floor(unet: UNet2DModel, job: dict[str, Any], device: torch.device, repeats: int) -> dict[str, Any]:
-    """What training and validation would cost if they were only their network calls, each call a
-    replayed CUDA graph (eager on a CPU) at the batch the job runs it at: per iteration, calls x
-    (forward + forward/backward) with rematerialization (calls x forward/backward without) at
-    starts x batch_size; per epoch end, the same over the validation x'_T in chunks of
-    4 x batch_size per start; per validation pass, calls x forward over the chunks of
-    ``val_batch_size`` (both the hard and the soft half in a full pass). The loss is not included."""
+    """What each phase would cost if it were only its network calls, each call a replayed CUDA
+    graph (eager on a CPU) at the batch the job runs it at: per iteration, calls x (forward +
+    forward/backward) with rematerialization (calls x forward/backward without) at starts x
+    batch_size; per epoch end, the same over the validation x'_T in chunks of 4 x batch_size per
+    start; per validation pass, calls x forward over the chunks of ``val_batch_size`` (both the
+    hard and the soft half in a full pass); the teacher, the heuristics' scoring and the held-out
+    test, calls x forward in batches of the job's ``batch_size`` (the test's consumer forms and
+    guard statistics not counted). The loss is not included."""
     c, ld3 = job["config"], job["config"]["ld3"]
     k = c["starts"] if c["init"] == "best" else 1
     calls = get_solver(ld3["solver"]).nfe(LD3Config.from_dict(ld3).n_steps)
@@ -182,9 +185,20 @@ def job_floor(unet: UNet2DModel, job: dict[str, Any], device: torch.device, repe
     full, single = job["validation_passes"]
     one = sum(calls * cost(fwd, k * n, False) for n in chunks(c["n_val"], per_start))
     both = sum(calls * cost(fwd, k * n, False) for n in chunks(2 * c["n_val"] if ld3["soft"] else c["n_val"], per_start))
+    # Teacher, scoring and test: solves without autograd in batches of the job's batch_size.
+    teacher = c["teacher"]
+    teacher_calls = get_solver(teacher["solver"]).nfe(get_solver(teacher["solver"]).steps_for_nfe(teacher["nfe"]))
+
+    def solves(n: int, per_call: int) -> float:
+        return sum(per_call * cost(fwd, b, False) for b in chunks(n, c["batch_size"]))
+
     return {"iteration_s": iteration, "training_s": job["iterations"] * iteration + epochs * val_move,
-            "validation_s": full * both + single * one, "calls_per_solve": calls, "starts": k,
-            "forward_s": fwd, "forward_backward_s": fwd_bwd, "cuda_graphs": device.type == "cuda"}
+            "validation_s": full * both + single * one,
+            "teacher_s": sum(solves(c[f"n_{s}"], teacher_calls) for s in ("train", "val", "test")),
+            "init_s": job["schedules_scored"] * solves(c["n_val"], calls),
+            "evaluation_s": job["schedules_tested"] * solves(c["n_test"], calls),
+            "calls_per_solve": calls, "starts": k, "forward_s": fwd, "forward_backward_s": fwd_bwd,
+            "cuda_graphs": device.type == "cuda"}
 
 
 def network_call(unet: UNet2DModel, device: torch.device, batch: int, backward: bool, repeats: int) -> float:
