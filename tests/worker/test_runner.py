@@ -162,6 +162,25 @@ def test_a_resumed_job_learns_bit_for_bit_what_an_uninterrupted_one_learns(facto
     assert b.curve == a.curve and len({p["iteration"] for p in b.curve}) == len(b.curve)
 
 
+def test_cuda_graphs_setting_runs_the_replayable_loop_to_the_same_result(factory, db_url, monkeypatch):
+    """LD3_CUDA_GRAPHS reaches train(graphs=True): on the CPU its iterations and validations go through
+    ld3core.graphs.Replay (eager, the graph contract checked) and learn what the plain loop learns."""
+    import ld3core.graphs
+
+    calls = []
+    replay = ld3core.graphs.Replay.__call__
+    monkeypatch.setattr(ld3core.graphs.Replay, "__call__", lambda self: calls.append(1) or replay(self))
+    plain, graphed = submit(factory, seed=4), submit(factory, seed=4, guard_z=1.6)  # the guard_z: another job, the same learning
+    assert execute(plain, session_factory=factory, settings=worker_settings(db_url), worker_name="w1") == "succeeded"
+    assert not calls
+    settings = worker_settings(db_url, cuda_graphs=True)
+    assert execute(graphed, session_factory=factory, settings=settings, worker_name="w1") == "succeeded"
+    a, b = job(factory, plain), job(factory, graphed)
+    assert len(calls) > b.result["train"]["iterations"]  # every iteration and every validation
+    for key in ("learned_t_steps", "learned_t_model", "test"):
+        assert b.result[key] == a.result[key], key
+
+
 def test_a_failed_job_says_why_keeps_its_checkpoint_and_a_retry_resumes_from_it(factory, db_url):
     job_id = submit(factory, n_train=60)
     at = _interrupted_at_a_checkpoint(factory, db_url, job_id)
