@@ -5,7 +5,8 @@ iteration at batch 2 needs: its cost is kernel launches, not arithmetic. CUDA gr
 (``mode="reduce-overhead"``) are not used: on an H200 (torch 2.11) the full default job failed
 with "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run",
 because a solver keeps earlier network outputs alive (multistep history, tensors saved for the
-backward) while the same graph is replayed (benchmarks/results/train_cost_cuda_job_compiled.md).
+backward) while the same graph is replayed (benchmarks/results/train_cost_cuda_job_compiled.md);
+``ld3core.graphs`` captures a whole training iteration instead, where that cannot happen.
 Shapes are static in an LD3 job (one batch size for training, one for validation), so
 each compiles once. The solver and the loop stay eager and differentiable.
 """
