@@ -55,6 +55,9 @@ def jobs(eager: dict[str, Any] | None, graphs: dict[str, Any] | None) -> str:
         out.append("CUDA graphs: missing (the step failed or ran out of time: see gpu.log)")
     else:
         total = graphs["job"]["total_s"]
+        cap = graphs["job"].get("captured") or {}
+        out.append(f"- steps captured as CUDA graphs: {cap.get('captured', 0)}; captures that failed (run eagerly): "
+                   f"{cap.get('failed') or 'none'}")
         out.append(f"- target, at most {FIRST_STEP_S:.0f} s: {'met' if total <= FIRST_STEP_S else 'NOT met'} ({total:.1f} s); "
                    f"goal {GOAL_S:.0f} s: {'met' if total <= GOAL_S else 'not met'}")
     if eager is not None and graphs is not None:
@@ -104,8 +107,12 @@ def sd_job(r: dict[str, Any] | None) -> str:
         out += [f"{c['n_train']}/{c['n_val']}/{c['n_test']} pairs, {j['iterations']} iterations: {j['total_s']:.1f} s, "
                 f"peak {peak}\n", md(["phase", "s", "units", "s per unit"], rows), ""]
     for it in r.get("iteration", []):
+        remat = f"- one iteration, remat {'on' if it['remat'] else 'off'}: "
+        if "out_of_memory" in it:
+            out.append(remat + f"out of memory ({it['out_of_memory']})")
+            continue
         peak = "n/a" if it["peak_mib"] is None else f"{it['peak_mib'] / 1024:.2f} GiB"
-        out.append(f"- one iteration, remat {'on' if it['remat'] else 'off'}: {it['iteration_s']:.3f} s, peak increase {peak}")
+        out.append(remat + f"{it['iteration_s']:.3f} s, peak increase {peak}")
     return "\n".join(out) + "\n"
 
 

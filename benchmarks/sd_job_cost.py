@@ -93,9 +93,10 @@ def build_model(layout: dict[str, Any], device: torch.device, vocab_dir: Path) -
     tiny_tokenizer(vocab_dir)
     tokenizer = CLIPTokenizer.from_pretrained(vocab_dir, model_max_length=layout["tokens"])
     torch.manual_seed(0)
-    unet = freeze(UNet2DConditionModel(**layout["unet"]).to(device))
-    text = freeze(CLIPTextModel(CLIPTextConfig(**layout["text"], bos_token_id=0, eos_token_id=1, pad_token_id=1)).to(device))
-    vae = freeze(AutoencoderKL(**layout["vae"]).to(device))
+    with torch.device(device):  # initialised where they run: ~1G parameters
+        unet = freeze(UNet2DConditionModel(**layout["unet"]))
+        text = freeze(CLIPTextModel(CLIPTextConfig(**layout["text"], bos_token_id=0, eos_token_id=1, pad_token_id=1)))
+        vae = freeze(AutoencoderKL(**layout["vae"]))
     spec = ModelSpec(key="sd15-layout-random", format="diffusers", location="sd15-layout-random",
                      schedule="from_scheduler_config", prediction="eps", sample_shape=layout["sample_shape"],
                      conditioning="text", sha256="0" * 64, image_shape=layout["image_shape"])
@@ -197,14 +198,20 @@ def iteration_cost(loaded: LoadedModel, cfg: JobConfig, device: torch.device, re
     target = torch.zeros_like(x)  # the teacher's outputs do not change the cost
     init = torch.stack([heuristic(h, loaded.schedule, ld3.n_steps) for h in cfg.heuristics[: cfg.starts]]).to(device)
     probe = Probe(device)
-    train(inputs.denoiser, Pairs(x[:n], target[:n], cond[:n]), Pairs(x[n:], target[n:], cond[n:]), init, ld3,
-          inputs.loss_fn, should_stop=probe)
+    try:
+        train(inputs.denoiser, Pairs(x[:n], target[:n], cond[:n]), Pairs(x[n:], target[n:], cond[n:]), init, ld3,
+              inputs.loss_fn, should_stop=probe)
+    except torch.cuda.OutOfMemoryError as e:  # without rematerialization an SD-size iteration may not fit at all
+        del x, cond, target, init
+        torch.cuda.empty_cache()
+        return {"remat": remat, "out_of_memory": str(e).splitlines()[0]}
     return {"remat": remat, **probe.result}
 
 
 def iteration_section(rows: list[dict[str, Any]], cfg: JobConfig) -> str:
-    out = [("yes" if r["remat"] else "no", f"{r['iteration_s']:.3f}",
-            "n/a (CPU)" if r["peak_mib"] is None else f"{r['peak_mib'] / 1024:.2f}") for r in rows]
+    out = [("yes" if r["remat"] else "no", "out of memory" if "out_of_memory" in r else f"{r['iteration_s']:.3f}",
+            r.get("out_of_memory", "n/a (CPU)" if r.get("peak_mib") is None else f"{r['peak_mib'] / 1024:.2f}"))
+           for r in rows]
     b = cfg.ld3.batch_size * cfg.starts
     return (f"## 2. One training iteration: {cfg.starts} starts x batch {cfg.ld3.batch_size} = {b} samples, guidance "
             f"(UNet batch {2 * b}), NFE {NFE}, backward through the VAE decoder and {cfg.ld3.loss}\n\n"

@@ -122,7 +122,7 @@ def job_cost(den: NetworkDenoiser, args: argparse.Namespace, device: torch.devic
             "pairs": cfg.n_train + cfg.n_val + cfg.n_test, "graphs": args.graphs,
             "schedules_scored": len(cfg.heuristics), "schedules_tested": len(cfg.heuristics) + 1,
             "learned": {"t_steps": res.learned_t_steps.tolist(), "t_model": res.learned_t_model.tolist()},
-            "test": res.test, "source": res.source, "device": str(device)}
+            "test": res.test, "source": res.source, "device": str(device), "captured": res.train.graphs}
 
 
 def job_section(r: dict[str, Any], floor: dict[str, float] | None = None) -> str:

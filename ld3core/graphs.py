@@ -13,16 +13,24 @@ catches a violation that on a GPU would silently train on stale memory.
 torch.compile's ``mode="reduce-overhead"`` failed on the default job because it graphs the
 network call alone while the solver keeps earlier outputs alive (``ld3core.accel``); here the
 whole iteration is one graph, so nothing from inside it outlives a replay except what it
-writes into the run's own tensors (and a validation's returned losses, read before the next
-replay).
+writes into the run's own tensors, and a validation's returned losses, which the loop reads
+right after that replay. That is also why the graphs of one run can share one memory pool
+(``Replay(pool=...)``): no graph reads memory that another graph's replay may have written,
+so the run holds the largest graph's working memory, not the sum.
+
+A capture that fails (an operation the graph cannot hold, in a network the loop does not
+know) is not a failed job: that step goes on eagerly, with a warning in the log.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 class Replay:
@@ -31,18 +39,21 @@ class Replay:
     ``fn`` takes no arguments, reads no value on the host and keeps its effects to the tensors
     that ``fixed()`` lists (updated in place); what it returns is returned by every call (on a
     replay: the same tensors, overwritten). On a CUDA device the capture is a
-    ``torch.cuda.CUDAGraph`` (warm-up calls on a side stream, as capture requires); elsewhere
+    ``torch.cuda.CUDAGraph`` (warm-up calls on a side stream, as capture requires; ``pool``: a
+    ``torch.cuda.graph_pool_handle()`` shared with other graphs of the same run); elsewhere
     every call runs ``fn`` again. On every device each call first checks that ``fixed()`` still
-    names the tensors it named at the first call (same storage), and raises otherwise.
+    names the tensors it named at the first call (same storage), and raises otherwise. If the
+    capture raises, ``failed`` holds why and every later call runs ``fn`` eagerly.
     """
 
     def __init__(self, fn: Callable[[], Any], fixed: Callable[[], Sequence[Tensor]], device: torch.device,
-                 warmup: int = 2) -> None:
-        self.fn, self.fixed, self.device, self.warmup = fn, fixed, torch.device(device), warmup
+                 warmup: int = 2, pool: Any = None) -> None:
+        self.fn, self.fixed, self.device, self.warmup, self.pool = fn, fixed, torch.device(device), warmup, pool
         self.calls = 0
         self.addresses: tuple[int, ...] | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.out: Any = None
+        self.failed: str | None = None
 
     @property
     def captured(self) -> bool:
@@ -51,14 +62,17 @@ class Replay:
     def __call__(self) -> Any:
         self._check_fixed()
         self.calls += 1
-        if self.device.type != "cuda":
+        if self.device.type != "cuda" or self.failed is not None:
             return self.fn()
         if self.calls <= self.warmup:
             return self._on_side_stream()
         if self.graph is None:
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.out = self.fn()  # recorded, not run
+            try:
+                self.graph, self.out = self._capture()
+            except Exception as e:  # noqa: BLE001 - any capture error: go on eagerly, say why
+                self.failed = f"{type(e).__name__}: {e}"
+                log.warning("CUDA graph capture failed; this step runs eagerly from now on: %s", self.failed)
+                return self.fn()
         self.graph.replay()
         return self.out
 
@@ -70,6 +84,13 @@ class Replay:
             moved = [i for i, (a, b) in enumerate(zip(addresses, self.addresses)) if a != b]
             raise RuntimeError(f"Replay: fixed tensor(s) {moved} were replaced since the first call; a replayed "
                                "graph would read and write the old ones (update them in place)")
+
+    def _capture(self) -> tuple[torch.cuda.CUDAGraph, Any]:
+        """Record ``fn`` (its kernels are recorded, not run: the replay that follows runs them)."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.fn()
+        return graph, out
 
     def _on_side_stream(self) -> Any:
         main, side = torch.cuda.current_stream(self.device), torch.cuda.Stream(self.device)

@@ -74,6 +74,7 @@ class TrainResult:
     stopped: bool
     restores: int  # non-finite recoveries
     timings: dict[str, float] = field(default_factory=dict)
+    graphs: dict[str, Any] = field(default_factory=dict)  # with graphs=True: steps captured, captures failed (why)
 
 
 def radius(cfg: LD3Config, sample_numel: int, sigma_T: float) -> float:
@@ -133,11 +134,23 @@ class _Run:
         self.idx = torch.zeros(cfg.batch_size, dtype=torch.long, device=dev)  # the iteration's training pairs
         self._perm: tuple[int, Tensor | None] = (-1, None)  # (epoch, its permutation on the device)
         # Phase 1 and phase 2 iterations, full and selection-only validations: each its own graph.
+        self._pool: Any = None
         self.iterations = {p: self._replayable(lambda p=p: self._iterate(p), graphs) for p in (False, True)}
         self.validations = {f: self._replayable(lambda f=f: self._validation_losses(f), graphs) for f in (False, True)}
 
     def _replayable(self, fn: Callable[[], Any], graphs: bool) -> Callable[[], Any]:
-        return Replay(fn, self.fixed_tensors, self.device) if graphs else fn
+        if not graphs:
+            return fn
+        if self.device.type == "cuda" and self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()  # one pool for the run's graphs (ld3core.graphs)
+        return Replay(fn, self.fixed_tensors, self.device, pool=self._pool)
+
+    def graph_report(self) -> dict[str, Any]:
+        """With graphs: how many steps were captured as CUDA graphs and why any capture failed."""
+        steps = [s for s in (*self.iterations.values(), *self.validations.values()) if isinstance(s, Replay)]
+        if not steps:
+            return {}
+        return {"captured": sum(s.captured for s in steps), "failed": [s.failed for s in steps if s.failed]}
 
     def fixed_tensors(self) -> list[Tensor]:
         """The tensors an iteration or a validation reads or writes: they must stay in place."""
@@ -515,5 +528,5 @@ def train(
     return TrainResult(
         t_steps=t_best, t_model=tc_best, start=k, val_hard=run.best_losses[k][0], val_soft=run.best_losses[k][1],
         starts=starts, history=run.history, iterations=run.iteration, stopped=stopped, restores=run.restores,
-        timings={"training_s": time.perf_counter() - t0 - run.t_val, "validation_s": run.t_val},
+        timings={"training_s": time.perf_counter() - t0 - run.t_val, "validation_s": run.t_val}, graphs=run.graph_report(),
     )

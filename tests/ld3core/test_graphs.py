@@ -297,5 +297,26 @@ def test_captured_training_on_cuda_matches_eager(pairs):
         init = starts(cfg).to(device)
         eager = train(DEN, tr, va, init, cfg, l2)
         graphed = train(DEN, tr, va, init, cfg, l2, graphs=True)
+        assert graphed.graphs["failed"] == [] and graphed.graphs["captured"] >= 3  # both phases' iterations, a validation
         torch.testing.assert_close(graphed.t_steps, eager.t_steps, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(graphed.t_model, eager.t_model, rtol=1e-9, atol=1e-12)
+
+
+def test_a_failed_capture_goes_on_eagerly_and_says_why(monkeypatch, caplog):
+    """On a CUDA device, a step whose capture raises is run eagerly from then on, and the run says so."""
+    state = torch.zeros(2)
+    monkeypatch.setattr(Replay, "_on_side_stream", lambda self: self.fn())
+    monkeypatch.setattr(Replay, "_capture", lambda self: (_ for _ in ()).throw(RuntimeError("operation not permitted")))
+    replay = Replay(lambda: state.add_(1), lambda: [state], torch.device("cuda"))
+    with caplog.at_level("WARNING", logger="ld3core.graphs"):
+        for _ in range(5):
+            replay()
+    assert torch.equal(state, torch.full((2,), 5.0))  # every call did its work, the failed capture's too
+    assert replay.failed == "RuntimeError: operation not permitted" and not replay.captured
+    assert "capture failed" in caplog.text and caplog.text.count("capture failed") == 1
+
+
+def test_training_reports_its_graphs(pairs):
+    cfg = cfg_of()
+    assert train(DEN, *pairs, starts(cfg), cfg, l2).graphs == {}
+    assert train(DEN, *pairs, starts(cfg), cfg, l2, graphs=True).graphs == {"captured": 0, "failed": []}  # CPU: no capture
