@@ -2,9 +2,10 @@
 
 CI has no GPU, so a CUDA graph is never captured here (the one CUDA test runs on a lent device,
 ``benchmarks/gpu.sh``). What a capture needs of the code is tested on the CPU instead:
-- ``Replay`` checks on every device that the tensors an iteration uses stay in place, so
-  training with ``graphs=True`` through restores, non-finite recoveries and a resume both
-  proves that nothing rebinds them and gives the eager run's result bit for bit;
+- off a GPU ``Replay`` records a step's ATen operations once (``make_fx``) and replays the
+  record without its Python, as a CUDA graph replays kernels, and checks that the step's
+  tensors stay in place; training with ``graphs=True`` through restores, accepted moves,
+  non-finite recoveries and a resume gives the eager run's result bit for bit;
 - an iteration and a validation pass run on the meta device, where any value read by the host
   (``.item()``, ``.tolist()``, ``bool()``, a data-dependent shape) raises, and after one call
   they touch no host tensor (no host-to-device copy inside a graph).
@@ -58,20 +59,29 @@ def starts(cfg, schedule=SCH):
     return torch.stack([heuristic(h, schedule, cfg.n_steps) for h in ("time_quadratic", "logsnr")])
 
 
-class NaNBurst:
-    """The exact denoiser, except that calls number [a, b) return NaN."""
+class NaNWhile:
+    """The exact denoiser, whose outputs are NaN while ``on`` (a tensor, so that a replayed step reads
+    it as it is now) is set; ``should_stop`` sets it for iterations [a, b). (A Python call counter,
+    as test_train's NaN burst uses, is Python state that a replay does not run.)"""
 
     def __init__(self, inner, a, b):
-        self.inner, self.schedule, self.a, self.b, self.n = inner, inner.schedule, a, b, 0
+        self.inner, self.schedule, self.a, self.b = inner, inner.schedule, a, b
+        self.on, self.iteration = torch.zeros((), dtype=torch.bool), 0
 
     def __call__(self, x, t):
-        self.n += 1
         out = self.inner(x, t)
-        return out * float("nan") if self.a <= self.n < self.b else out
+        return torch.where(self.on, torch.nan, out)
+
+    def should_stop(self):
+        self.on.fill_(self.a <= self.iteration < self.b)
+        self.iteration += 1
+        return False
 
 
 # Replay.
-def test_replay_runs_the_function_at_every_call_off_a_gpu():
+def test_replay_off_a_gpu_records_the_tensor_work_once_and_replays_it_without_python():
+    """Two warm-up calls, one recorded call, then replays: the tensor work runs every time, the
+    Python of the step only for the first three (as with a CUDA graph)."""
     state = torch.zeros(3)
     calls = []
 
@@ -81,9 +91,23 @@ def test_replay_runs_the_function_at_every_call_off_a_gpu():
         return state * 2
 
     replay = Replay(fn, lambda: [state], torch.device("cpu"))
-    outs = [replay() for _ in range(4)]
-    assert len(calls) == 4 and torch.equal(state, torch.full((3,), 4.0))
-    assert [float(o[0]) for o in outs] == [2.0, 4.0, 6.0, 8.0] and not replay.captured
+    outs = [replay() for _ in range(5)]
+    assert len(calls) == 3 and torch.equal(state, torch.full((3,), 5.0))
+    assert [float(o[0]) for o in outs] == [2.0, 4.0, 6.0, 8.0, 10.0] and replay.captured
+
+
+def test_a_value_read_on_the_host_is_baked_into_the_record():
+    """What the graph contract forbids shows: a step that branches on a tensor's value keeps, on
+    replay, the branch it took when it was recorded (so the replayed run differs from the eager one)."""
+    state = torch.zeros(1)
+
+    def fn():
+        state.add_(1 if float(state) < 2.5 else 100)
+
+    replay = Replay(fn, lambda: [state], torch.device("cpu"))
+    for _ in range(5):
+        replay()
+    assert float(state) == 5.0  # eagerly: 1 + 1 + 1 + 100 + 100 = 203
 
 
 def test_replay_refuses_a_tensor_replaced_between_calls():
@@ -121,14 +145,16 @@ def test_training_with_graphs_is_eager_training_bit_for_bit(pairs, case):
 
 def test_graphs_survive_non_finite_recovery_and_resume(pairs):
     cfg = cfg_of(remat=False)
-    eager = train(NaNBurst(DEN, 40, 60), *pairs, starts(cfg), cfg, l2)
+    nan = NaNWhile(DEN, 3, 5)
+    eager = train(nan, *pairs, starts(cfg), cfg, l2, should_stop=nan.should_stop)
     states = []
-    graphed = train(NaNBurst(DEN, 40, 60), *pairs, starts(cfg), cfg, l2, graphs=True, on_checkpoint=states.append)
+    nan = NaNWhile(DEN, 3, 5)
+    graphed = train(nan, *pairs, starts(cfg), cfg, l2, graphs=True, on_checkpoint=states.append, should_stop=nan.should_stop)
     assert eager.restores >= 1
     same_training(graphed, eager)
     mid = next(s for s in states if s["iteration"] == 6)
-    resumed = train(NaNBurst(DEN, 10**9, 10**9), *pairs, starts(cfg), cfg, l2, graphs=True, resume=mid)
-    assert torch.equal(resumed.t_steps, train(NaNBurst(DEN, 10**9, 10**9), *pairs, starts(cfg), cfg, l2, resume=mid).t_steps)
+    resumed = train(DEN, *pairs, starts(cfg), cfg, l2, graphs=True, resume=mid)
+    assert torch.equal(resumed.t_steps, train(DEN, *pairs, starts(cfg), cfg, l2, resume=mid).t_steps)
 
 
 def test_conditional_training_with_graphs_is_eager_training(cond_pairs):
@@ -319,4 +345,5 @@ def test_a_failed_capture_goes_on_eagerly_and_says_why(monkeypatch, caplog):
 def test_training_reports_its_graphs(pairs):
     cfg = cfg_of()
     assert train(DEN, *pairs, starts(cfg), cfg, l2).graphs == {}
-    assert train(DEN, *pairs, starts(cfg), cfg, l2, graphs=True).graphs == {"captured": 0, "failed": []}  # CPU: no capture
+    # Both phases' iterations and both kinds of validation, recorded (make_fx on the CPU).
+    assert train(DEN, *pairs, starts(cfg), cfg, l2, graphs=True).graphs == {"captured": 4, "failed": []}
