@@ -93,7 +93,7 @@ class _Run:
     grid checks stay on the device, ``DeviceChecks``, and an invalid grid counts as a non-finite
     loss), have static shapes, and update the state's tensors in place, never rebinding them,
     so that each can be captured once and replayed as a CUDA graph (``graphs=True``,
-    ``ld3core.graphs.Replay``, which also checks that contract on the CPU). The host reads the
+    ``ld3core.graphs.Replay``, which emulates that on the CPU). The host reads the
     losses once per validation, where the plateau rule and the non-finite recovery run."""
 
     def __init__(self, denoiser: Denoiser | ConditionalDenoiser, train: Pairs, val: Pairs, init_times: Tensor, cfg: LD3Config,
@@ -146,7 +146,7 @@ class _Run:
         return Replay(fn, self.fixed_tensors, self.device, pool=self._pool)
 
     def graph_report(self) -> dict[str, Any]:
-        """With graphs: how many steps were captured as CUDA graphs and why any capture failed."""
+        """With graphs: how many steps were captured (CUDA graphs; make_fx records off a GPU) and why any capture failed."""
         steps = [s for s in (*self.iterations.values(), *self.validations.values()) if isinstance(s, Replay)]
         if not steps:
             return {}
@@ -446,8 +446,8 @@ def train(
 
     A conditional ``denoiser`` needs pairs with per-sample conditions (``Pairs.cond``).
     ``graphs``: after two eager calls each, replay the iterations and validations as CUDA graphs
-    on a CUDA device (``ld3core.graphs``); on a CPU the same calls run eagerly, with the graph
-    contract checked.
+    on a CUDA device; off a GPU as ``make_fx`` records, replayed the same way (``ld3core.graphs``:
+    what the CPU tests of the capture run).
     """
     if init_times.ndim != 2 or init_times.shape[1] != cfg.n_steps + 1:
         raise ValueError(f"init_times must be (K, {cfg.n_steps + 1}) for {cfg.solver} at NFE {cfg.nfe}")
