@@ -15,6 +15,8 @@
 #   here, once:       benchmarks/gpu.sh --prepare     (fills .gpu/, which git ignores)
 #   on the device:    benchmarks/gpu.sh OUTDIR        (carry .gpu)
 # With the device tool: run(command="benchmarks/gpu.sh $OUT", carry=[".gpu"], timeout_s=600).
+#   anywhere:         benchmarks/gpu.sh --dry-run OUTDIR   every step on the CPU at toy sizes (a check of
+#                     this script, run by tests/benchmarks/test_gpu_scripts.py; its figures mean nothing)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,14 +31,18 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 
-out=${1:?usage: $0 OUTDIR | --prepare}
+dry=0
+if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
+out=${1:?usage: $0 [--dry-run] OUTDIR | --prepare}
 mkdir -p "$out"
 py=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 LD3_WEIGHTS_DIR=$PWD/.gpu/weights
-if [ -d .gpu ] && ls .gpu/*.whl >/dev/null 2>&1; then
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+[ -d .gpu/weights ] && export LD3_WEIGHTS_DIR=$PWD/.gpu/weights  # else the usual cache (a machine that ran bootstrap)
+if ls .gpu/*.whl >/dev/null 2>&1; then
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
+  export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
+"$py" -c 'import diffusers' 2>/dev/null || { echo "no diffusers here: run 'benchmarks/gpu.sh --prepare' where pip works and carry .gpu" >&2; exit 1; }
 log=$out/gpu.log
 start=$(date +%s)
 left() { echo $(( 590 - ($(date +%s) - start) )); }
@@ -52,10 +58,17 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log, go on after a 
 nvidia-smi -L 2>&1 | tee -a "$log"
 "$py" -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__)' 2>&1 | tee -a "$log"
 
-tc=(benchmarks/train_cost.py --device cuda --loss lpips_alex)
+if (( dry )); then
+  tc=("$py" benchmarks/train_cost.py --device cpu --loss lpips_alex --small --threads 1 --repeats 1)
+  job=(--n-train 4 --n-val 2 --n-test 2 --starts 2 --job-nfe 3 --teacher-nfe 4); nfes=(2 3)
+  sd=(--device cpu --tiny --n-train 2 --n-val 1 --n-test 1 --teacher-nfe 4)
+else
+  tc=("$py" benchmarks/train_cost.py --device cuda --loss lpips_alex)
+  job=(--default-job --job-nfe 7); nfes=(4 20); sd=(--device cuda)
+fi
 step "graphs test" 90 "$py" -m pytest --noconftest -p no:cacheprovider -q tests/ld3core/test_graphs.py -k cuda
-step "job, eager" 200 "${tc[@]}" --only job network --default-job --job-nfe 7 --floor --json "$out/job_eager.json"
-step "job, CUDA graphs" 120 "${tc[@]}" --only job network --default-job --job-nfe 7 --floor --graphs --json "$out/job_graphs.json"
-step "memory, CUDA graphs" 90 "${tc[@]}" --only memory network --nfe 4 20 --graphs --json "$out/memory.json"
-step "Stable-Diffusion-size job" 240 "$py" benchmarks/sd_job_cost.py --device cuda --loss lpips_alex --json "$out/sd_job.json"
+step "job, eager" 200 "${tc[@]}" --only job network "${job[@]}" --floor --json "$out/job_eager.json"
+step "job, CUDA graphs" 120 "${tc[@]}" --only job network "${job[@]}" --floor --graphs --json "$out/job_graphs.json"
+step "memory, CUDA graphs" 90 "${tc[@]}" --only memory network --nfe "${nfes[@]}" --graphs --json "$out/memory.json"
+step "Stable-Diffusion-size job" 240 "$py" benchmarks/sd_job_cost.py "${sd[@]}" --loss lpips_alex --json "$out/sd_job.json"
 "$py" benchmarks/gpu_report.py "$out" | tee "$out/summary.md"

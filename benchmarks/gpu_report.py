@@ -56,7 +56,7 @@ def jobs(eager: dict[str, Any] | None, graphs: dict[str, Any] | None) -> str:
     else:
         total = graphs["job"]["total_s"]
         cap = graphs["job"].get("captured") or {}
-        out.append(f"- steps captured as CUDA graphs: {cap.get('captured', 0)}; captures that failed (run eagerly): "
+        out.append(f"- steps captured (CUDA graphs; make_fx records off a GPU): {cap.get('captured', 0)}; captures that failed (run eagerly): "
                    f"{cap.get('failed') or 'none'}")
         out.append(f"- target, at most {FIRST_STEP_S:.0f} s: {'met' if total <= FIRST_STEP_S else 'NOT met'} ({total:.1f} s); "
                    f"goal {GOAL_S:.0f} s: {'met' if total <= GOAL_S else 'not met'}")
