@@ -66,7 +66,7 @@ else
   tc=("$py" benchmarks/train_cost.py --device cuda --loss lpips_alex)
   job=(--default-job --job-nfe 7); nfes=(4 20); sd=(--device cuda)
 fi
-step "graphs test" 90 "$py" -m pytest --noconftest -p no:cacheprovider -q tests/ld3core/test_graphs.py -k cuda
+step "graphs test" 90 "$py" -m pytest --confcutdir tests/ld3core -p no:cacheprovider -q tests/ld3core/test_graphs.py -k cuda
 step "job, eager" 200 "${tc[@]}" --only job network "${job[@]}" --floor --json "$out/job_eager.json"
 step "job, CUDA graphs" 120 "${tc[@]}" --only job network "${job[@]}" --floor --graphs --json "$out/job_graphs.json"
 step "memory, CUDA graphs" 90 "${tc[@]}" --only memory network --nfe "${nfes[@]}" --graphs --json "$out/memory.json"

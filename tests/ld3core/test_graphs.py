@@ -17,46 +17,16 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from train_support import DEN, l2, starts
+from train_support import small_cfg as cfg_of
 
-from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser, ClassConditionalDenoiser, grid_mixture
 from ld3core.config import LD3Config
 from ld3core.denoisers import GuidedNetwork, NetworkDenoiser
 from ld3core.graphs import Replay
-from ld3core.heuristics import heuristic
 from ld3core.losses import make_loss
-from ld3core.schedules import VPDiscrete, VPLinear
-from ld3core.teacher import Pairs, TeacherSpec, teacher_pairs
+from ld3core.schedules import VPDiscrete
+from ld3core.teacher import Pairs
 from ld3core.train import STATE_TENSORS, _Run, train
-
-SCH = VPLinear()
-DEN = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), SCH)
-TEACHER = TeacherSpec("euler", 300, "logsnr")
-
-
-def l2(a, b):
-    return ((a - b) ** 2).flatten(1).sum(1)
-
-
-@pytest.fixture(scope="module")
-def pairs():
-    return (teacher_pairs(DEN, TEACHER, range(8), (2,), dtype=torch.float64),
-            teacher_pairs(DEN, TEACHER, range(100, 108), (2,), dtype=torch.float64))
-
-
-@pytest.fixture(scope="module")
-def cond_pairs():
-    model = ClassConditionalDenoiser([grid_mixture(dim=2, per_axis=2, spacing=s) for s in (0.5, 1.0, 2.0)], SCH)
-    return (model, teacher_pairs(model, TEACHER, range(8), (2,), dtype=torch.float64, cond=torch.arange(8) % 3),
-            teacher_pairs(model, TEACHER, range(100, 108), (2,), dtype=torch.float64, cond=torch.arange(8) % 3))
-
-
-def cfg_of(**kw):
-    base = dict(solver="euler", nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=2, val_every=2, lr_xi=2e-2)
-    return LD3Config(**{**base, **kw})
-
-
-def starts(cfg, schedule=SCH):
-    return torch.stack([heuristic(h, schedule, cfg.n_steps) for h in ("time_quadratic", "logsnr")])
 
 
 class NaNWhile:
@@ -248,7 +218,7 @@ def meta_run(cfg, kind="toy"):
     tr = Pairs(x[:4], x[:4].flip(1), None if cond is None else cond[:4])
     va = Pairs(x[4:], x[4:], None if cond is None else cond[4:])
     loss = make_loss(cfg.loss, decode=decode)
-    run = _Run(den, tr, va, starts(cfg, den.schedule), cfg, loss)
+    run = _Run(den, tr, va, starts(cfg, schedule=den.schedule), cfg, loss)
     meta = torch.device("meta")
     for name in STATE_TENSORS:
         setattr(run, name, getattr(run, name).to(meta))

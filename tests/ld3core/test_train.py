@@ -2,37 +2,9 @@ import math
 
 import pytest
 import torch
+from train_support import DEN, SCH, l2, small_cfg, starts
 
-from ld3core.analytic import BUILTIN_MIXTURES, AnalyticDenoiser
-from ld3core.config import LD3Config
-from ld3core.heuristics import heuristic
-from ld3core.schedules import VPLinear
-from ld3core.teacher import TeacherSpec, teacher_pairs
 from ld3core.train import radius, train
-
-SCH = VPLinear()
-DEN = AnalyticDenoiser(BUILTIN_MIXTURES["gmm2d"](), SCH)
-TEACHER = TeacherSpec("euler", 300, "logsnr")
-
-
-def l2(a, b):
-    return ((a - b) ** 2).flatten(1).sum(1)
-
-
-@pytest.fixture(scope="module")
-def pairs():
-    tr = teacher_pairs(DEN, TEACHER, range(8), (2,), dtype=torch.float64)
-    va = teacher_pairs(DEN, TEACHER, range(100, 108), (2,), dtype=torch.float64)
-    return tr, va
-
-
-def small_cfg(**kw):
-    base = dict(solver="euler", nfe=4, loss="l2", phase1_epochs=1, phase2_epochs=2, val_every=2, lr_xi=2e-2)
-    return LD3Config(**{**base, **kw})
-
-
-def starts(cfg, names=("time_quadratic", "logsnr")):
-    return torch.stack([heuristic(h, SCH, cfg.n_steps) for h in names])
 
 
 def test_training_lowers_validation_loss_below_the_start(pairs):
@@ -264,20 +236,6 @@ def test_soft_selection_measures_the_hard_loss_at_epoch_ends_and_for_the_result(
 
 
 # Conditional models: every pass uses each sample's own condition.
-
-def _class_model():
-    from ld3core.analytic import ClassConditionalDenoiser, grid_mixture
-
-    return ClassConditionalDenoiser([grid_mixture(dim=2, per_axis=2, spacing=s) for s in (0.5, 1.0, 2.0)], SCH)
-
-
-@pytest.fixture(scope="module")
-def cond_pairs():
-    model = _class_model()
-    tr = teacher_pairs(model, TEACHER, range(8), (2,), dtype=torch.float64, cond=torch.arange(8) % 3)
-    va = teacher_pairs(model, TEACHER, range(100, 108), (2,), dtype=torch.float64, cond=torch.arange(8) % 3)
-    return model, tr, va
-
 
 def test_conditional_validation_uses_each_samples_condition(cond_pairs):
     from ld3core.solvers import get_solver
