@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     catalog_file: str | None = None  # default: <model_root>/catalog.json
     allow_pickle: bool = False
     device: str = "auto"  # worker: cuda if available, else cpu
-    cuda_graphs: bool = False  # worker on CUDA: replay training iterations and validations as CUDA graphs (ld3core.graphs)
+    cuda_graphs: bool = False  # worker on CUDA: replay training iterations and validations as CUDA graphs (ld3core.graphs; CPU: slower)
     heartbeat_s: float = Field(10.0, gt=0)
     stale_after_s: float = Field(120.0, gt=0)  # a running job whose heartbeat is older is taken over
     visibility_timeout_s: int = Field(6 * 3600, gt=0)  # broker redelivery: above the longest job
