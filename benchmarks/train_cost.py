@@ -61,6 +61,7 @@ from diffusers import UNet2DModel
 from ld3core.accel import compile_denoiser
 from ld3core.config import LD3Config
 from ld3core.denoisers import NetworkDenoiser
+from ld3core.graphs import Replay
 from ld3core.heuristics import heuristic
 from ld3core.losses import make_loss
 from ld3core.optimize import JobConfig, run_job
@@ -144,7 +145,7 @@ def job_section(r: dict[str, Any], floor: dict[str, float] | None = None) -> str
     out.append(("other", f"{r['total_s'] - sum(t.values()):.2f}", "", "", "", "", ""))
     out.append(("**total**", f"**{r['total_s']:.2f}**", "", "", "", "", ""))
     mode = ("eager" if not r.get("graphs") else "iterations and validations replayed as CUDA graphs"
-            if r.get("device", "cuda").startswith("cuda") else "graphs=True: on a CPU, eager with the graph contract checked")
+            if r.get("device", "cuda").startswith("cuda") else "graphs=True: on a CPU, replayed make_fx records")
     return (f"## 1. Job wall time ({mode}): NFE {c['ld3']['nfe']}, {c['n_train']}/{c['n_val']}/{c['n_test']} "
             f"train/val/test pairs, {r['iterations']} iterations, {c['starts']} start(s)\n\n"
             + md(["phase", "total s", "count", "s per unit", "unit", "floor s", "ratio"], out)
@@ -167,7 +168,10 @@ def job_floor(unet: UNet2DModel, job: dict[str, Any], device: torch.device, repe
     k = c["starts"] if c["init"] == "best" else 1
     calls = get_solver(ld3["solver"]).nfe(LD3Config.from_dict(ld3).n_steps)
     per_start = max(1, ld3["val_batch_size"] // k)
-    chunks = lambda n, size: [min(size, n - i) for i in range(0, n, size)]  # noqa: E731
+
+    def chunks(n: int, size: int) -> list[int]:
+        return [min(size, n - i) for i in range(0, n, size)]
+
     fwd: dict[int, float] = {}
     fwd_bwd: dict[int, float] = {}
 
@@ -216,16 +220,10 @@ def network_call(unet: UNet2DModel, device: torch.device, batch: int, backward: 
 
     if device.type != "cuda":
         return timed(call, device, repeats)
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            call()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-    return timed(graph.replay, device, repeats)
+    graphed = Replay(call, lambda: [x, t], device)  # the loop's own capture: two warm-up calls, then a graph
+    for _ in range(graphed.warmup):
+        graphed()
+    return timed(graphed, device, repeats)  # its first call captures; the timed ones replay
 
 
 def floor_note(floor: dict[str, Any]) -> str:
