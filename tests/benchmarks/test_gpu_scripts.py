@@ -21,7 +21,7 @@ def outputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gpu")
     env = {**os.environ, "PYTHON": sys.executable}
     run = subprocess.run([str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", str(folder)], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=900)
+                         cwd=ROOT, env=env, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     log = (folder / "gpu.log").read_text()
     assert ": exit" not in log and ": skipped," not in log, log[-3000:]  # every step ran and succeeded
